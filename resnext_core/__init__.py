@@ -1,0 +1,20 @@
+"""Shared ResNeXt model building for the Ikomia plugins: no ikomia, no Qt.
+
+Entry points: load_classifier() for inference, the checkpoint format in checkpoint.py,
+the model table in models.py, preprocessing in preprocess.py.
+"""
+from .checkpoint import ModelSpec, load_checkpoint, read_class_file, save_checkpoint
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ImageError,
+    ResNeXtError,
+    WeightsUnavailableError,
+)
+from .inference import MODEL_CACHE, Classifier, load_classifier
+from .models import ALIASES, DEFAULT_MODEL, MODEL_NAMES, resolve_model_name, resolve_weights, weight_names
+from .preprocess import Preprocessing, parse_input_size
+from .runtime import DEVICES, PRECISIONS
+
+__version__ = "3.0.0"

@@ -1,0 +1,25 @@
+"""Errors the plugins show to users as they are: each message names the culprit."""
+
+
+class ResNeXtError(ValueError):
+    """Base of every user-facing error of this package."""
+
+
+class ConfigError(ResNeXtError):
+    """A parameter value is invalid."""
+
+
+class ImageError(ResNeXtError):
+    """An input image cannot be classified."""
+
+
+class CheckpointError(ResNeXtError):
+    """A weight or class file is missing, corrupt or inconsistent."""
+
+
+class WeightsUnavailableError(ResNeXtError):
+    """Pretrained weights are neither cached nor downloadable."""
+
+
+class DatasetError(ResNeXtError):
+    """A training dataset is missing, empty or malformed."""

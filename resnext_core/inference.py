@@ -1,0 +1,162 @@
+"""One entry point, load_classifier(), from parameters to a ready classifier; models shared process-wide."""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, read_class_file
+from .errors import CheckpointError, ConfigError
+from .models import build_model, load_pretrained_state_dict, resolve_model_name, resolve_weights
+from .preprocess import Preprocessing
+from .runtime import autocast, resolve_device, resolve_precision
+
+MAX_BATCH = 64  # regions per forward: bounds memory on images with hundreds of regions
+MODEL_CACHE_SIZE = max(1, int(os.environ.get("RESNEXT_MODEL_CACHE_SIZE", "2")))
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    class_names: list
+    preprocessing: Preprocessing
+    description: str
+
+
+class Classifier:
+    """A model on its device, its class names and its preprocessing."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device, dtype: torch.dtype, input_size: int | None):
+        self.model = loaded.model
+        self.class_names = loaded.class_names
+        self.description = loaded.description
+        self.preprocessing = loaded.preprocessing.at_size(input_size) if input_size else loaded.preprocessing
+        self.device = device
+        self.dtype = dtype
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.crop_size
+
+    def predict(self, images) -> torch.Tensor:
+        """Class probabilities, N x C float32 on the CPU, for a list of images (numpy arrays)."""
+        chunks = [self._forward(images[i : i + MAX_BATCH]) for i in range(0, len(images), MAX_BATCH)]
+        return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
+
+    def _forward(self, images) -> torch.Tensor:
+        batch = self.preprocessing.batch(images).to(self.device, non_blocking=True)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            logits = self.model(batch)
+        return logits.float().softmax(dim=1).cpu()
+
+    def top_k(self, probabilities: torch.Tensor, k: int) -> list:
+        """[(name, confidence), ...] best first, for one row of probabilities."""
+        values, indices = probabilities.topk(min(k, probabilities.numel()))
+        return [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def _file_identity(path: str):
+    """Cache key part that changes when the file is rewritten (a new training run)."""
+    if not path:
+        return None
+    try:
+        stat = os.stat(path)
+        return (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return (path, None, None)
+
+
+def _load(model_name: str, weights: str, weight_file: str, class_file: str) -> LoadedModel:
+    if weight_file:
+        imagenet = resolve_weights(model_name or "resnext50", "DEFAULT").meta["categories"]
+        spec = load_checkpoint(weight_file, class_file, imagenet_categories=imagenet)
+        model = build_model(spec.model_name, num_classes=len(spec.class_names))
+        try:
+            model.load_state_dict(spec.state_dict)
+        except RuntimeError as exc:  # detect_architecture makes this unlikely; keep the message readable
+            raise ConfigError(f"Weight file {weight_file} does not fit {spec.model_name}: {exc}") from None
+        return LoadedModel(model, spec.class_names, spec.preprocessing, f"{spec.model_name} from {weight_file}")
+    entry = resolve_weights(model_name, weights)
+    class_names = list(entry.meta["categories"])
+    if class_file:  # e.g. the public plugin's imagenet_classes.txt, or translated names
+        class_names = read_class_file(class_file)
+        if len(class_names) != len(entry.meta["categories"]):
+            raise CheckpointError(
+                f"Class count mismatch: {class_file} names {len(class_names)} classes "
+                f"but {model_name} {entry.name} has {len(entry.meta['categories'])} outputs"
+            )
+    model = build_model(model_name)
+    model.load_state_dict(load_pretrained_state_dict(entry))
+    return LoadedModel(model, class_names, Preprocessing.from_weights(entry), f"{model_name} {entry}")
+
+
+class ModelCache:
+    """Bounded LRU of prepared models, keyed by source, device and precision; thread-safe."""
+
+    def __init__(self, capacity: int = MODEL_CACHE_SIZE):
+        self.capacity = capacity
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, loader) -> LoadedModel:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            loaded = loader()
+            self._entries[key] = loaded
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+            return loaded
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+MODEL_CACHE = ModelCache()
+
+
+def load_classifier(
+    model_name: str = "resnext50_32x4d",
+    weights: str = "DEFAULT",
+    weight_file: str = "",
+    class_file: str = "",
+    device: str = "auto",
+    precision: str = "auto",
+    input_size: int | None = None,
+) -> Classifier:
+    """Classifier for ImageNet weights (model_name + weights) or a trained file (weight_file [+ class_file]).
+
+    A weight file decides the architecture itself; model_name is then only validated.
+    """
+    model_name = resolve_model_name(model_name)
+    if weight_file:
+        source = ("file", _file_identity(weight_file))
+    else:  # validated before touching the cache; DEFAULT and its target share one entry
+        source = ("imagenet", model_name, resolve_weights(model_name, weights).name)
+    torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
+    key = (source, _file_identity(class_file), str(torch_device), dtype)
+
+    def loader() -> LoadedModel:
+        loaded = _load(model_name, weights, weight_file, class_file)
+        loaded.model.eval().to(torch_device, memory_format=torch.channels_last)
+        return loaded
+
+    return Classifier(MODEL_CACHE.get(key, loader), torch_device, dtype, input_size)
+
+
+def classify(image: np.ndarray, classifier: Classifier) -> list:
+    """All classes of one image, [(name, confidence), ...] best first."""
+    probabilities = classifier.predict([image])[0]
+    return classifier.top_k(probabilities, probabilities.numel())

@@ -1,0 +1,176 @@
+"""The one place that turns images into model input, the way the weights were trained.
+
+torchvision's ImageClassification transform (resize the shorter side, centre crop, scale to [0, 1],
+normalise) applied with the same functional calls, generalised to any `input_size` (resize scaled in
+proportion) and to any image numpy can hold: gray, gray+alpha, RGB, RGBA; uint8, uint16, other integers,
+bool, float.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as F
+
+from .errors import ConfigError, ImageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_INPUT_SIZE = 16  # ResNeXt downsamples by 32; below 16 px the features are one blurred pixel
+MAX_INPUT_SIZE = 1024
+# Beyond this aspect ratio the long side is cut (centred) before resizing: the centre crop never
+# reaches it, and a 1 x 100000 strip would otherwise become a 232 x 23200000 tensor.
+MAX_ASPECT = 2.0
+
+
+def parse_input_size(value) -> int | None:
+    """None for 'auto' (the weights' or checkpoint's own size), else a validated crop size."""
+    text = str(value).strip().lower()
+    if text in ("auto", ""):
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        raise ConfigError(f"input_size must be an integer or 'auto', got '{value}'") from None
+    if not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
+        raise ConfigError(
+            f"input_size must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE} (or auto), got {size}"
+        )
+    return size
+
+
+def _to_unit_range(image: np.ndarray) -> np.ndarray:
+    """uint8 stays uint8 (exact parity with torchvision); every other dtype becomes float32 in [0, 1]."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.bool_:
+        return image.astype(np.uint8) * 255
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if np.issubdtype(image.dtype, np.integer):
+        low, high = int(image.min()), int(image.max())
+        if low < 0 or high > 65535:
+            raise ImageError(
+                f"Integer image values must lie in 0..65535, got {low}..{high} ({image.dtype})"
+            )
+        if high <= 255:
+            return image.astype(np.uint8)
+        return image.astype(np.float32) / 65535.0
+    if np.issubdtype(image.dtype, np.floating):
+        image = image.astype(np.float32, copy=False)
+        if not np.isfinite(image).all():
+            raise ImageError("Image contains NaN or infinite values")
+        # Floats in [0, 1] are taken as they are; larger values as 0..255 (OpenCV's float convention).
+        if image.size and image.max() > 1.0:
+            image = image / 255.0
+        return np.clip(image, 0.0, 1.0)
+    raise ImageError(f"Unsupported image dtype {image.dtype}: expected uint8, uint16, integer, bool or float")
+
+
+def image_to_tensor(image) -> torch.Tensor:
+    """H x W or H x W x C array -> 3 x H x W tensor (uint8, or float32 in [0, 1]).
+
+    1 channel: gray; 2: gray + alpha; 3: RGB; 4: RGBA. Alpha is dropped.
+    """
+    if isinstance(image, torch.Tensor):
+        image = image.numpy()
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise ImageError(f"Image must be H x W or H x W x C, got shape {image.shape}")
+    height, width, channels = image.shape
+    if height == 0 or width == 0:
+        raise ImageError(f"Image is empty (shape {image.shape})")
+    if channels not in (1, 2, 3, 4):
+        raise ImageError(
+            f"Image must have 1, 2, 3 or 4 channels (gray, gray+alpha, RGB, RGBA), got {channels}"
+        )
+    image = image[:, :, :1] if channels <= 2 else image[:, :, :3]
+    tensor = torch.from_numpy(np.ascontiguousarray(_to_unit_range(image))).permute(2, 0, 1)
+    return tensor.expand(3, -1, -1) if channels <= 2 else tensor
+
+
+def _cut_long_side(tensor: torch.Tensor) -> torch.Tensor:
+    height, width = tensor.shape[-2:]
+    limit = int(min(height, width) * MAX_ASPECT)
+    if height > limit:
+        top = (height - limit) // 2
+        tensor = tensor[..., top : top + limit, :]
+    elif width > limit:
+        left = (width - limit) // 2
+        tensor = tensor[..., left : left + limit]
+    return tensor
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize shorter side to `resize_size`, centre crop `crop_size`, normalise with `mean`/`std`."""
+
+    crop_size: int = 224
+    resize_size: int = 232
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    @classmethod
+    def from_weights(cls, weights, input_size: int | None = None) -> "Preprocessing":
+        """The transform the torchvision weights were evaluated with, optionally at another size."""
+        reference = weights.transforms()
+        base = cls(
+            crop_size=reference.crop_size[0],
+            resize_size=reference.resize_size[0],
+            mean=tuple(reference.mean),
+            std=tuple(reference.std),
+        )
+        return base.at_size(input_size) if input_size else base
+
+    def at_size(self, input_size: int) -> "Preprocessing":
+        """Same recipe for another crop size: the resize keeps its ratio to the crop (232/224)."""
+        resize = round(input_size * self.resize_size / self.crop_size)
+        return Preprocessing(input_size, resize, self.mean, self.std)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        return cls(
+            crop_size=int(data["crop_size"]),
+            resize_size=int(data["resize_size"]),
+            mean=tuple(float(x) for x in data["mean"]),
+            std=tuple(float(x) for x in data["std"]),
+        )
+
+    def resize_crop(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = _cut_long_side(tensor)
+        tensor = F.resize(
+            tensor, [self.resize_size], interpolation=InterpolationMode.BILINEAR, antialias=True
+        )
+        return F.center_crop(tensor, [self.crop_size])
+
+    def normalize(self, tensor: torch.Tensor) -> torch.Tensor:
+        return F.normalize(F.convert_image_dtype(tensor, torch.float), self.mean, self.std)
+
+    def __call__(self, image) -> torch.Tensor:
+        """One image (numpy array) -> normalised 3 x crop x crop float tensor."""
+        return self.normalize(self.resize_crop(image_to_tensor(image)))
+
+    def batch(self, images) -> torch.Tensor:
+        """Images of any sizes -> N x 3 x crop x crop float tensor."""
+        crops = [self.resize_crop(image_to_tensor(image)) for image in images]
+        # Mixed uint8/float crops are brought to float before stacking.
+        if len({c.dtype for c in crops}) > 1:
+            crops = [F.convert_image_dtype(c, torch.float) for c in crops]
+        return self.normalize(torch.stack(crops))
+
+
+def to_display_rgb(image) -> np.ndarray:
+    """Any supported image as H x W x 3 uint8 RGB, for drawing labels on."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return image.copy()
+    tensor = image_to_tensor(image)
+    if tensor.dtype != torch.uint8:
+        tensor = (tensor * 255.0).round().to(torch.uint8)
+    return np.array(tensor.permute(1, 2, 0).numpy(), copy=True)  # never a view of the caller's image

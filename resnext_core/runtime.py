@@ -1,0 +1,68 @@
+"""Devices and numeric precision: what the hardware offers, chosen once, validated with clear errors."""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+
+from .errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' or 'cuda:N' only where CUDA exists."""
+    key = str(name).strip().lower() or "auto"
+    if key == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if key == "cpu":
+        return torch.device("cpu")
+    if key == "cuda" or key.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{name}' was asked for but CUDA is not available on this machine: use cpu or auto")
+        try:
+            device = torch.device(key)
+        except RuntimeError:
+            raise ConfigError(f"Invalid device '{name}': expected {', '.join(DEVICES)} or cuda:N") from None
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    raise ConfigError(f"Unknown device '{name}': expected one of {', '.join(DEVICES)} (or cuda:N)")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """Compute dtype for a precision name. 'auto': bf16 where the hardware runs it natively, else fp32."""
+    key = str(name).strip().lower() or "auto"
+    if key not in PRECISIONS:
+        raise ConfigError(f"Unknown precision '{name}': expected one of {', '.join(PRECISIONS)}")
+    if key == "fp32":
+        return torch.float32
+    if key == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("precision 'fp16' needs a CUDA device: CPUs run it emulated; use bf16 or fp32")
+        return torch.float16
+    if key == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed-precision context for `dtype`, or nothing for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

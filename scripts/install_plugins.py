@@ -1,0 +1,72 @@
+"""Copy the plugins, each with its own copy of resnext_core, where Ikomia (or HUB packaging) expects them.
+
+Each installed folder is self-contained, as Ikomia HUB installs a plugin: it works alone in
+Plugins/Python/ or beside its sibling. The repository keeps a single resnext_core.
+
+  python scripts/install_plugins.py                 # into the current user's Ikomia plugin folder
+  python scripts/install_plugins.py --dest DIR      # into DIR (packaging, tests)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGINS = ("infer_torchvision_resnext", "train_torchvision_resnext")
+SHARED = "resnext_core"
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+# Files every plugin folder carries besides its own sources.
+COMMON_FILES = ("LICENSE",)
+
+
+def ikomia_plugin_dir() -> str:
+    """Ikomia's Python plugin folder (its config may move it; default ~/Ikomia/Plugins/Python)."""
+    os.environ.setdefault("IKOMIA_AUTO_COMPLETION", "0")
+    from ikomia.core import config
+
+    return os.path.join(config.main_cfg["registry"]["path"], "Python")
+
+
+def available_plugins() -> list:
+    return [name for name in PLUGINS if os.path.isdir(os.path.join(ROOT, name))]
+
+
+def install_plugin(name: str, dest: str) -> str:
+    """Write dest/name as a complete plugin folder, replacing any older one."""
+    os.makedirs(dest, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{name}-", dir=dest)
+    try:
+        folder = os.path.join(staging, name)
+        shutil.copytree(os.path.join(ROOT, name), folder, ignore=IGNORE)
+        shutil.copytree(os.path.join(ROOT, SHARED), os.path.join(folder, SHARED), ignore=IGNORE)
+        for filename in COMMON_FILES:
+            shutil.copy2(os.path.join(ROOT, filename), folder)
+        target = os.path.join(dest, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.replace(folder, target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dest", help="destination folder (default: Ikomia's Plugins/Python)")
+    parser.add_argument("plugins", nargs="*", help=f"plugins to install (default: all of {', '.join(PLUGINS)})")
+    args = parser.parse_args(argv)
+    dest = args.dest or ikomia_plugin_dir()
+    names = args.plugins or available_plugins()
+    unknown = sorted(set(names) - set(PLUGINS))
+    if unknown:
+        parser.error(f"unknown plugin(s) {', '.join(unknown)}: expected {', '.join(PLUGINS)}")
+    for name in names:
+        print(f"installed {install_plugin(name, dest)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
