@@ -7,7 +7,7 @@ from .resnext_core import __version__, load_classifier
 from .resnext_core.drawing import draw_labels, format_label
 from .resnext_core.errors import ConfigError
 from .resnext_core.models import DEFAULT_MODEL
-from .resnext_core.params import ParamValues, parse_choice, parse_int
+from .resnext_core.params import ParamValues, alias, parse_choice, parse_int
 from .resnext_core.preprocess import parse_input_size
 
 DEFAULTS = {
@@ -22,7 +22,7 @@ DEFAULTS = {
     "dataset": "ImageNet",
 }
 # The public plugin's name for the weight file.
-ALIASES = {"model_path": "model_weight_file"}
+LEGACY = {"model_path": alias("model_weight_file")}
 DATASETS = ("ImageNet", "Custom")
 MAX_TOP_K = 1000
 
@@ -32,7 +32,7 @@ class InferResNeXtParam(core.CWorkflowTaskParam):
 
     def __init__(self):
         core.CWorkflowTaskParam.__init__(self)
-        self.values = ParamValues(DEFAULTS, ALIASES)
+        self.values = ParamValues(DEFAULTS, LEGACY)
 
     def set_values(self, params):
         self.values.update(params)
@@ -67,6 +67,9 @@ class InferResNeXt(dataprocess.CClassificationTask):
 
     def run(self):
         self.begin_task_run()
+        # Results accumulate across direct run() calls otherwise (a second "Confidence" series...).
+        for index in range(1, self.get_output_count()):
+            self.get_output(index).clear_data()
         values = self.get_param_object().values
         top_k = parse_int(values, "top_k", 0, MAX_TOP_K)
         # Resolved on every run: a parameter change takes effect at once; unchanged ones hit the model cache.
@@ -88,7 +91,7 @@ class InferResNeXt(dataprocess.CClassificationTask):
         image = self.get_input(0).get_image()
         probabilities = classifier.predict([image])[0]
         ranked = classifier.top_k(probabilities, probabilities.numel())
-        self.set_whole_image_results([n for n, _ in ranked], [f"{c:.6f}" for _, c in ranked])
+        self.set_whole_image_results([n for n, _ in ranked], [f"{c:.8g}" for _, c in ranked])
         # The core's label is top-1 in a fixed small font; ours is top-k, sized to the image.
         self.get_output(2).set_items([])
         return draw_labels(image, [format_label(name, conf) for name, conf in ranked[:top_k]])

@@ -4,36 +4,43 @@ from __future__ import annotations
 from .errors import ConfigError
 
 
+def alias(canonical: str):
+    """A legacy name that is only another name for `canonical`."""
+    return (lambda values: values[canonical], lambda value: {canonical: value})
+
+
 class ParamValues:
     """Current values (all strings) of a task's parameters.
 
-    aliases maps names other plugins used to ours; translate(name, value) may turn a legacy
-    parameter into {our_name: value, ...} for ones that changed meaning, not just name.
+    legacy maps names other plugins used to (read, write): read(values) -> the legacy value derived
+    from ours, write(value) -> {our_name: value, ...}. Legacy names appear in as_dict() because
+    Ikomia's set_parameters() forwards only keys that get_values() lists.
     """
 
-    def __init__(self, defaults: dict, aliases: dict | None = None, translate=None):
+    def __init__(self, defaults: dict, legacy: dict | None = None):
         self.defaults = dict(defaults)
-        self.aliases = dict(aliases or {})
-        self.translate = translate
+        self.legacy = dict(legacy or {})
         self.values = dict(defaults)
 
-    def update(self, values: dict) -> None:
-        updates = {}
-        for name, value in dict(values).items():
-            name = self.aliases.get(name, name)
-            if self.translate is not None and name not in self.defaults:
-                translated = self.translate(name, str(value))
-                if translated is not None:
-                    updates.update(translated)
-                    continue
-            if name not in self.defaults:
-                valid = ", ".join(sorted(self.defaults) + sorted(self.aliases))
-                raise ConfigError(f"Unknown parameter '{name}': expected one of {valid}")
-            updates[name] = str(value)
-        self.values.update(updates)
+    def update(self, incoming: dict) -> None:
+        incoming = {name: str(value) for name, value in dict(incoming).items()}
+        unknown = sorted(set(incoming) - set(self.defaults) - set(self.legacy))
+        if unknown:
+            valid = ", ".join(sorted(self.defaults) + sorted(self.legacy))
+            raise ConfigError(f"Unknown parameter '{unknown[0]}': expected one of {valid}")
+        current = self.as_dict()
+        updated = dict(self.values)
+        updated.update({k: v for k, v in incoming.items() if k in self.defaults})
+        # Ikomia passes every listed key back: a legacy value counts only where the caller changed it.
+        for name, (_, write) in self.legacy.items():
+            if name in incoming and incoming[name] != current[name]:
+                updated.update(write(incoming[name]))
+        self.values = updated
 
     def as_dict(self) -> dict:
-        return dict(self.values)
+        values = dict(self.values)
+        values.update({name: read(self.values) for name, (read, _) in self.legacy.items()})
+        return values
 
     def __getitem__(self, name: str) -> str:
         return self.values[name]

@@ -21,8 +21,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_INPUT_SIZE = 16  # ResNeXt downsamples by 32; below 16 px the features are one blurred pixel
 MAX_INPUT_SIZE = 1024
 # Beyond this aspect ratio the long side is cut (centred) before resizing: the centre crop never
-# reaches it, and a 1 x 100000 strip would otherwise become a 232 x 23200000 tensor.
-MAX_ASPECT = 2.0
+# reaches it, and a 1 x 100000 strip would otherwise become a 232 x 23200000 tensor. Below it the
+# result is exactly torchvision's (the cut shifts the sampling grid by a fraction of a pixel).
+MAX_ASPECT = 8.0
 
 
 def parse_input_size(value) -> int | None:

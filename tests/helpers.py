@@ -1,0 +1,75 @@
+"""Shared test helpers: plugin installation, cached 'pretrained' weights, images, workflows."""
+import os
+import sys
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import install_plugins as installer  # noqa: E402
+from resnext_core import models  # noqa: E402
+
+PLUGIN_DIR = os.path.join(os.environ["HOME"], "Ikomia", "Plugins", "Python")
+INFER = "infer_torchvision_resnext"
+TRAIN = "train_torchvision_resnext"
+
+
+def install_plugins(dest, names=None):
+    for name in names or installer.available_plugins():
+        installer.install_plugin(name, dest)
+
+
+def cache_random_weights(model_name: str, weights: str = "DEFAULT") -> str:
+    """A randomly initialised state dict saved under torchvision's cache file name.
+
+    The plugins then load it through torchvision's real weights API and torch.hub cache.
+    """
+    entry = models.resolve_weights(model_name, weights)
+    path = models.cached_weights_path(entry)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.manual_seed(0)
+        state = models.build_model(model_name).state_dict()
+        # Random features are weak; a larger classifier makes outputs depend visibly on the input.
+        state["fc.weight"] *= 100
+        tmp = path + ".tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    return path
+
+
+def textured_image(height: int, width: int, channels: int = 3, dtype=np.uint8, seed: int = 0) -> np.ndarray:
+    """A smooth random image (gradients + blobs): stable under resizing, unlike white noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    planes = []
+    for _ in range(channels):
+        fy, fx, phase = rng.uniform(0.5, 4, 3)
+        planes.append(0.5 + 0.5 * np.sin(fy * yy / max(height, 1) * 6 + fx * xx / max(width, 1) * 6 + phase))
+    image = np.stack(planes, axis=-1)
+    if np.issubdtype(dtype, np.integer):
+        image = image * np.iinfo(dtype).max
+    return image.astype(dtype)
+
+
+def new_task(name: str = INFER, params=None):
+    """A task as users create it: through a Workflow and Ikomia's plugin registry."""
+    from ikomia.dataprocess.workflow import Workflow
+
+    workflow = Workflow()
+    task = workflow.add_task(name=name)
+    if params:
+        task.set_parameters(params)
+    return workflow, task
+
+
+def run_on_array(task, image: np.ndarray):
+    task.get_input(0).set_image(image)
+    task.run()
+    return task
+
+
+def results(task):
+    return [(name, float(conf)) for name, conf in task.get_whole_image_results()]

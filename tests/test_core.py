@@ -1,0 +1,227 @@
+"""resnext_core on its own: model table, weights, preprocessing parity, checkpoints, cache."""
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import cache_random_weights, textured_image
+from resnext_core import checkpoint, models
+from resnext_core.errors import CheckpointError, ConfigError, ImageError, WeightsUnavailableError
+from resnext_core.inference import MODEL_CACHE, ModelCache, load_classifier
+from resnext_core.preprocess import Preprocessing, image_to_tensor, parse_input_size
+
+
+def test_core_imports_neither_ikomia_nor_qt():
+    code = (
+        "import sys, resnext_core, resnext_core.inference, resnext_core.drawing, resnext_core.params;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('ikomia', 'PyQt6', 'PyQt5', 'cv2')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    from conftest import run_python
+
+    result = run_python(code)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "name, canonical",
+    [("resnext50", "resnext50_32x4d"), ("ResNeXt101", "resnext101_32x8d"), (" resnext101_64x4d ", "resnext101_64x4d")],
+)
+def test_aliases_resolve(name, canonical):
+    assert models.resolve_model_name(name) == canonical
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ConfigError) as info:
+        models.resolve_model_name("resnet101")
+    for valid in ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "resnext50", "resnext101"):
+        assert valid in str(info.value)
+
+
+def test_best_weights_by_default_and_v1_selectable():
+    assert models.resolve_weights("resnext50", "DEFAULT").name == "IMAGENET1K_V2"
+    assert models.resolve_weights("resnext101", "").name == "IMAGENET1K_V2"
+    assert models.resolve_weights("resnext101_64x4d", "DEFAULT").name == "IMAGENET1K_V1"
+    assert models.resolve_weights("resnext50", "imagenet1k_v1").meta["_metrics"]["ImageNet-1K"]["acc@1"] == 77.618
+    with pytest.raises(ConfigError, match="IMAGENET1K_V1"):
+        models.resolve_weights("resnext101_64x4d", "IMAGENET1K_V2")
+
+
+@pytest.mark.parametrize("weights", ["IMAGENET1K_V1", "IMAGENET1K_V2"])
+@pytest.mark.parametrize("shape", [(300, 451), (500, 240), (224, 224), (40, 60)])
+def test_preprocessing_matches_weights_transforms(weights, shape):
+    entry = models.resolve_weights("resnext50", weights)
+    image = (np.random.default_rng(1).random(shape + (3,)) * 255).astype(np.uint8)
+    ours = Preprocessing.from_weights(entry)(image)
+    reference = entry.transforms()(torch.from_numpy(image).permute(2, 0, 1))
+    assert ours.shape == reference.shape == (3, 224, 224)
+    assert (ours - reference).abs().max() < 1e-3
+    # torchvision's own transform on a PIL image differs only by PIL's resampling (a few 1/255 steps).
+    assert (ours - entry.transforms()(Image.fromarray(image))).abs().mean() < 0.02
+
+
+def test_preprocessing_scales_resize_with_input_size():
+    v2 = Preprocessing.from_weights(models.resolve_weights("resnext50", "IMAGENET1K_V2"), 320)
+    v1 = Preprocessing.from_weights(models.resolve_weights("resnext50", "IMAGENET1K_V1"), 112)
+    assert (v2.crop_size, v2.resize_size) == (320, 331)
+    assert (v1.crop_size, v1.resize_size) == (112, 128)
+    assert v2(textured_image(100, 150)).shape == (3, 320, 320)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        textured_image(30, 40, 1)[:, :, 0],
+        textured_image(30, 40, 1),
+        textured_image(30, 40, 2),
+        textured_image(30, 40, 4),
+        textured_image(30, 40, 3, np.uint16),
+        textured_image(30, 40, 3, np.float32),
+        textured_image(30, 40, 3, np.float32) * 255,
+        np.ones((1, 1, 3), np.uint8),
+        np.ones((1, 5000), np.uint8),
+    ],
+    ids=["gray2d", "gray3d", "gray_alpha", "rgba", "uint16", "float01", "float255", "1x1", "strip"],
+)
+def test_any_image_becomes_model_input(image):
+    tensor = Preprocessing()(image)
+    assert tensor.shape == (3, 224, 224) and torch.isfinite(tensor).all()
+
+
+def test_equivalent_images_give_equal_tensors():
+    rgb = textured_image(60, 80, 3)
+    pre = Preprocessing()
+    rgba = np.concatenate([rgb, np.full((60, 80, 1), 7, np.uint8)], axis=2)
+    assert torch.equal(pre(rgb), pre(rgba))
+    as16 = rgb.astype(np.uint16) * 257  # same intensities on the 16-bit scale
+    assert (pre(rgb) - pre(as16)).abs().max() < 0.02
+    gray = rgb[:, :, 0]
+    assert torch.equal(pre(gray), pre(np.stack([gray] * 3, axis=-1)))
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((0, 5, 3), np.uint8), "empty"),
+        (np.zeros((5, 5, 5), np.uint8), "got 5"),
+        (np.zeros((5,), np.uint8), "shape"),
+        (np.full((5, 5, 3), np.nan, np.float32), "NaN"),
+        (np.full((5, 5, 3), -3, np.int64), "-3"),
+    ],
+)
+def test_bad_images_get_clear_errors(image, message):
+    with pytest.raises(ImageError, match=message):
+        image_to_tensor(image)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "5000", "abc", "12.5"])
+def test_bad_input_size(value):
+    with pytest.raises(ConfigError, match="input_size"):
+        parse_input_size(value)
+
+
+def test_missing_weights_say_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    entry = models.resolve_weights("resnext50", "IMAGENET1K_V1")
+    with pytest.raises(WeightsUnavailableError) as info:
+        models.load_pretrained_state_dict(entry)
+    expected = os.path.join(str(tmp_path), "hub", "checkpoints", "resnext50_32x4d-7cdf4587.pth")
+    assert expected in str(info.value) and entry.url in str(info.value)
+
+
+def test_pretrained_weights_load_from_torch_cache():
+    path = cache_random_weights("resnext50", "IMAGENET1K_V1")
+    model, entry = models.pretrained_model("resnext50", "IMAGENET1K_V1")
+    assert torch.equal(model.fc.weight, torch.load(path, weights_only=True)["fc.weight"])
+
+
+def _small_checkpoint(path, classes=("cat", "dog", "bird"), **extra):
+    torch.manual_seed(0)
+    model = models.build_model("resnext50", num_classes=len(classes))
+    checkpoint.save_checkpoint(str(path), "resnext50", model.state_dict(), classes, Preprocessing(64, 73), **extra)
+    return model
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = _small_checkpoint(tmp_path / "best.pth", epoch=3)
+    spec = checkpoint.load_checkpoint(str(tmp_path / "best.pth"))
+    assert spec.model_name == "resnext50_32x4d" and spec.class_names == ["cat", "dog", "bird"]
+    assert spec.preprocessing == Preprocessing(64, 73)
+    assert torch.equal(spec.state_dict["fc.bias"], model.state_dict()["fc.bias"])
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+
+
+def test_plain_state_dict_with_class_file(tmp_path):
+    model = models.build_model("resnext50", num_classes=2)
+    torch.save({"module." + k: v for k, v in model.state_dict().items()}, tmp_path / "plain.pth")
+    (tmp_path / "classes.txt").write_text("ok\n\nnot ok\n")
+    spec = checkpoint.load_checkpoint(str(tmp_path / "plain.pth"), str(tmp_path / "classes.txt"))
+    assert spec.class_names == ["ok", "not ok"] and spec.model_name == "resnext50_32x4d"
+    with pytest.raises(CheckpointError, match="class_file"):
+        checkpoint.load_checkpoint(str(tmp_path / "plain.pth"))
+
+
+def test_architecture_is_read_from_the_weights(tmp_path):
+    with torch.device("meta"):
+        for name in models.MODEL_NAMES:
+            assert checkpoint.detect_architecture(models.build_model(name).state_dict()) == name
+
+
+def test_class_count_mismatch_names_both_numbers(tmp_path):
+    _small_checkpoint(tmp_path / "best.pth")
+    (tmp_path / "five.txt").write_text("a\nb\nc\nd\ne\n")
+    with pytest.raises(CheckpointError, match=r"5 classes.*3 outputs"):
+        checkpoint.load_checkpoint(str(tmp_path / "best.pth"), str(tmp_path / "five.txt"))
+
+
+def test_class_file_duplicates_refused(tmp_path):
+    (tmp_path / "dup.txt").write_text("a\nb\na\n")
+    with pytest.raises(CheckpointError, match="repeats class names: a"):
+        checkpoint.read_class_file(str(tmp_path / "dup.txt"))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "not found"), (b"", "empty"), (b"hello, not a checkpoint\n", "corrupt"), ("truncate", "corrupt")],
+    ids=["missing", "empty", "text", "truncated"],
+)
+def test_bad_weight_files_name_the_path(tmp_path, content, message):
+    path = tmp_path / "weights.pth"
+    if content == "truncate":
+        _small_checkpoint(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as info:
+        checkpoint.load_checkpoint(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_model_cache_is_shared_and_bounded(tmp_path):
+    cache = ModelCache(capacity=2)
+    loads = []
+    for key in ["a", "b", "a", "c", "b"]:
+        cache.get(key, lambda key=key: loads.append(key) or key)
+    assert loads == ["a", "b", "c", "b"] and len(cache) == 2
+    _small_checkpoint(tmp_path / "m.pth")
+    first = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32")
+    second = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32", input_size=96)
+    assert first.model is second.model and second.input_size == 96 and first.input_size == 64
+    _small_checkpoint(tmp_path / "m.pth", classes=("x", "y"))  # a retrained file is reloaded
+    third = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32")
+    assert third.model is not first.model and third.class_names == ["x", "y"]
+    assert len(MODEL_CACHE) <= MODEL_CACHE.capacity
+
+
+def test_device_and_precision_errors():
+    with pytest.raises(ConfigError, match="Unknown device 'tpu'"):
+        load_classifier(device="tpu")
+    with pytest.raises(ConfigError, match="Unknown precision"):
+        load_classifier(precision="int3")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            load_classifier(device="cuda")

@@ -1,0 +1,250 @@
+"""infer_torchvision_resnext as users call it: Workflow().add_task(name=...), real ikomia, real torchvision."""
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import INFER, cache_random_weights, new_task, results, run_on_array, textured_image
+from resnext_core import checkpoint, models
+from resnext_core.preprocess import Preprocessing
+
+SNIPPET = """
+from ikomia.dataprocess.workflow import Workflow
+wf = Workflow()
+algo = wf.add_task(name="infer_torchvision_resnext", auto_connect=True)
+algo.set_parameters({"model_name": "%s", "input_size": "224"})
+wf.run_on(path="photo.jpg")
+img = algo.get_image_with_graphics()
+"""
+
+
+@pytest.fixture(scope="module")
+def imagenet_weights():
+    for name in models.MODEL_NAMES:
+        cache_random_weights(name)
+
+
+@pytest.fixture
+def photo(tmp_path, monkeypatch):
+    image = textured_image(240, 320)
+    Image.fromarray(image).save(tmp_path / "photo.jpg", quality=95)
+    monkeypatch.chdir(tmp_path)
+    return np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB"))
+
+
+def assert_ranked(pairs, count):
+    assert len(pairs) == count
+    confidences = [c for _, c in pairs]
+    assert confidences == sorted(confidences, reverse=True)
+    assert abs(sum(confidences) - 1.0) < 1e-3
+    assert len({n for n, _ in pairs}) == count
+
+
+def changed_box(before, after):
+    rows, cols = np.nonzero(np.any(before != after, axis=-1))
+    return (rows.min(), rows.max(), cols.min(), cols.max()) if rows.size else None
+
+
+@pytest.mark.parametrize("model_name", ["resnext50", "resnext101", *models.MODEL_NAMES])
+def test_readme_snippet_runs_for_every_model(imagenet_weights, photo, model_name):
+    scope = {}
+    exec(SNIPPET % model_name, scope)
+    algo, img = scope["algo"], scope["img"]
+    pairs = results(algo)
+    assert_ranked(pairs, 1000)
+    assert pairs[0][0] in models.resolve_weights(model_name).meta["categories"]
+    assert img.shape == photo.shape
+    box = changed_box(photo, img)
+    assert box is not None and box[0] < 10 and box[2] < 10, "labels are drawn top-left"
+    assert np.array_equal(img[-50:, -50:], photo[-50:, -50:]), "the rest of the image is untouched"
+
+
+def test_labels_legible_on_thumbnails_and_large_photos(imagenet_weights):
+    _, task = new_task(params={"top_k": "3"})
+    small = textured_image(64, 64)
+    run_on_array(task, small)
+    top, bottom, _, right = changed_box(small, task.get_image_with_graphics())
+    assert bottom - top >= 3 * 9, "three lines of at least 9 px on a 64 px thumbnail"
+    large = textured_image(3000, 4000)
+    run_on_array(task, large)
+    top, bottom, _, right = changed_box(large, task.get_image_with_graphics())
+    assert bottom - top >= 3 * 90 and right >= 400, "text grows with the image (about 1/30 of its side)"
+    assert right < 4000 // 2
+
+
+def test_top_k_and_other_parameter_changes_take_effect(imagenet_weights):
+    _, task = new_task(params={"top_k": "1"})
+    image = textured_image(200, 200)
+    run_on_array(task, image)
+    one_line = changed_box(image, task.get_image_with_graphics())
+    first = results(task)
+    task.set_parameters({"top_k": "4"})
+    run_on_array(task, image)
+    four_lines = changed_box(image, task.get_image_with_graphics())
+    assert four_lines[1] - four_lines[0] > 3 * (one_line[1] - one_line[0])
+    task.set_parameters({"input_size": "128"})
+    run_on_array(task, image)
+    assert results(task) != first
+    task.set_parameters({"top_k": "0"})
+    run_on_array(task, image)
+    assert changed_box(image, task.get_image_with_graphics()) is None
+    assert_ranked(results(task), 1000)
+
+
+def test_model_and_weights_changes_take_effect(imagenet_weights):
+    cache_random_weights("resnext50", "IMAGENET1K_V1")
+    _, task = new_task(params={"model_name": "resnext50"})
+    image = textured_image(200, 200)
+    run_on_array(task, image)
+    v2 = results(task)
+    task.set_parameters({"weights": "IMAGENET1K_V1"})
+    run_on_array(task, image)
+    v1 = results(task)
+    task.set_parameters({"model_name": "resnext101_64x4d", "weights": "DEFAULT"})
+    run_on_array(task, image)
+    assert len({tuple(v2[:5]), tuple(v1[:5]), tuple(results(task)[:5])}) == 3
+
+
+def _custom_checkpoint(path, classes=("cat", "dog", "bird"), size=64):
+    torch.manual_seed(1)
+    model = models.build_model("resnext50", num_classes=len(classes))
+    checkpoint.save_checkpoint(str(path), "resnext50", model.state_dict(), classes, Preprocessing(size, size))
+    return str(path)
+
+
+def test_trained_checkpoint_needs_only_its_path(tmp_path, imagenet_weights):
+    _, task = new_task()
+    run_on_array(task, textured_image(100, 100))
+    weight_file = _custom_checkpoint(tmp_path / "best.pth")
+    task.set_parameters({"model_weight_file": weight_file})
+    run_on_array(task, textured_image(100, 100))
+    assert_ranked(results(task), 3)
+    assert {n for n, _ in results(task)} == {"cat", "dog", "bird"}
+
+
+def test_public_plugin_parameters_still_work(tmp_path):
+    model = models.build_model("resnext50", num_classes=2)
+    torch.save(model.state_dict(), tmp_path / "plain.pth")
+    (tmp_path / "classes.txt").write_text("good\nbad\n")
+    _, task = new_task(params={
+        "model_name": "resnext50", "dataset": "Custom", "input_size": "224",
+        "model_path": str(tmp_path / "plain.pth"), "class_file": str(tmp_path / "classes.txt"),
+    })
+    run_on_array(task, textured_image(100, 100))
+    assert {n for n, _ in results(task)} == {"good", "bad"}
+    assert task.get_parameters()["model_weight_file"] == str(tmp_path / "plain.pth")
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        textured_image(50, 70, 1)[:, :, 0],
+        textured_image(50, 70, 1),
+        textured_image(50, 70, 4),
+        textured_image(50, 70, 3, np.uint16),
+        textured_image(50, 70, 1, np.uint16),
+        textured_image(50, 70, 3, np.float32),
+        np.full((1, 1, 3), 200, np.uint8),
+        textured_image(2000, 3000),
+    ],
+    ids=["gray2d", "gray3d", "rgba", "rgb16", "gray16", "float", "1x1", "large"],
+)
+def test_any_image(imagenet_weights, image):
+    _, task = new_task(params={"top_k": "2"})
+    run_on_array(task, image)
+    assert_ranked(results(task), 1000)
+    drawn = task.get_image_with_graphics()
+    assert drawn.shape[:2] == image.shape[:2]
+
+
+def test_regions_classified_in_one_batched_forward(tmp_path):
+    from ikomia import core
+
+    weight_file = _custom_checkpoint(tmp_path / "regions.pth")
+    _, task = new_task(params={"model_weight_file": weight_file})
+    image = textured_image(400, 400)
+    boxes = [core.CGraphicsRectangle(20 + 90 * (i % 4), 20 + 90 * (i // 4), 60, 50) for i in range(16)]
+    task.get_input(0).set_image(image)
+    task.get_input(1).set_items(boxes)
+    inference = sys.modules["infer_torchvision_resnext.resnext_core.inference"]
+    task.run()  # loads the model into the plugin's cache
+    model = list(inference.MODEL_CACHE._entries.values())[-1].model  # most recently used
+    batches = []
+    handle = model.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    try:
+        task.run()
+    finally:
+        handle.remove()
+    assert batches == [16]
+    objects = task.get_objects_results().get_objects()
+    assert len(objects) == 16
+    assert {o.label for o in objects} <= {"cat", "dog", "bird"}
+    assert all(0.0 < o.confidence <= 1.0 for o in objects)
+
+
+def _run_error(params, image=None):
+    _, task = new_task(params=params)
+    task.get_input(0).set_image(textured_image(60, 60) if image is None else image)
+    with pytest.raises(Exception) as info:
+        task.run()
+    return str(info.value)
+
+
+def test_error_unknown_model_lists_choices():
+    message = _run_error({"model_name": "resnet101"})
+    assert "Unknown model_name 'resnet101'" in message and "resnext101_64x4d" in message
+
+
+def test_error_missing_and_corrupt_weight_files(tmp_path):
+    missing = str(tmp_path / "nope.pth")
+    assert f"Weight file not found: {missing}" in _run_error({"model_weight_file": missing})
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x80\x02garbage")
+    assert str(corrupt) in _run_error({"model_weight_file": str(corrupt)})
+
+
+def test_error_class_count_mismatch(tmp_path):
+    weight_file = _custom_checkpoint(tmp_path / "three.pth")
+    (tmp_path / "two.txt").write_text("a\nb\n")
+    message = _run_error({"model_weight_file": weight_file, "class_file": str(tmp_path / "two.txt")})
+    assert "2 classes" in message and "3 outputs" in message
+
+
+def test_error_custom_without_class_file(tmp_path):
+    torch.save(models.build_model("resnext50", num_classes=7).state_dict(), tmp_path / "plain7.pth")
+    message = _run_error({"dataset": "Custom", "model_weight_file": str(tmp_path / "plain7.pth")})
+    assert "class_file" in message and "7" in message
+    assert "no model_weight_file" in _run_error({"dataset": "Custom"})
+
+
+def test_error_weights_not_cached_and_no_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    message = _run_error({"model_name": "resnext101_64x4d"})
+    assert os.path.join(str(tmp_path), "hub", "checkpoints", "resnext101_64x4d-173b62eb.pth") in message
+    assert "$TORCH_HOME/hub/checkpoints/resnext101_64x4d-173b62eb.pth" in message
+
+
+def test_error_bad_image_and_parameters(imagenet_weights):
+    assert "5 channels" in _run_error({}, np.zeros((20, 20, 5), np.uint8)) or "got 5" in _run_error({}, np.zeros((20, 20, 5), np.uint8))
+    assert "top_k must be an integer" in _run_error({"top_k": "many"})
+    assert "input_size must be between" in _run_error({"input_size": "-3"})
+    # Ikomia's set_parameters() drops names get_values() does not list; a direct set_values() refuses them.
+    _, task = new_task()
+    with pytest.raises(Exception, match="Unknown parameter 'modle_name'"):
+        task.get_param_object().set_values({"modle_name": "resnext50"})
+
+
+def test_info_is_complete():
+    from ikomia.dataprocess import registry  # noqa: F401
+    from ikomia import core
+    _, task = new_task()
+    factory = sys.modules["infer_torchvision_resnext.infer_torchvision_resnext_process"].InferResNeXtFactory()
+    info = factory.info
+    assert info.name == INFER and info.algo_type == core.AlgoType.INFER and info.algo_tasks == "CLASSIFICATION"
+    assert info.year == 2017 and "Xie" in info.authors and "Aggregated Residual" in info.article
+    assert info.license and info.version and info.keywords and info.min_ikomia_version == "0.16.1"
+    plugin_dir = os.path.dirname(sys.modules["infer_torchvision_resnext.infer_torchvision_resnext_process"].__file__)
+    assert os.path.isfile(os.path.join(plugin_dir, info.icon_path))
