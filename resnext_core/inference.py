@@ -14,7 +14,7 @@ from .checkpoint import load_checkpoint, read_class_file
 from .errors import CheckpointError, ConfigError
 from .models import build_model, load_pretrained_state_dict, resolve_model_name, resolve_weights
 from .preprocess import Preprocessing
-from .runtime import autocast, resolve_device, resolve_precision
+from .runtime import autocast, disable_openmp_dynamic_threads, resolve_device, resolve_precision
 
 MAX_BATCH = 64  # regions per forward: bounds memory on images with hundreds of regions
 MODEL_CACHE_SIZE = max(1, int(os.environ.get("RESNEXT_MODEL_CACHE_SIZE", "2")))
@@ -49,6 +49,7 @@ class Classifier:
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
     def _forward(self, images) -> torch.Tensor:
+        disable_openmp_dynamic_threads()
         batch = self.preprocessing.batch(images).to(self.device, non_blocking=True)
         batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.dtype):

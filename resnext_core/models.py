@@ -53,9 +53,14 @@ def resolve_weights(model_name: str, weights: str = "DEFAULT") -> WeightsEnum:
         ) from None
 
 
-def build_model(model_name: str, num_classes: int = 1000) -> nn.Module:
-    """Randomly initialised model; load a state dict into it to use it."""
-    return get_model_builder(resolve_model_name(model_name))(weights=None, num_classes=num_classes)
+def build_model(model_name: str, num_classes: int = 1000, zero_init_residual: bool = False) -> nn.Module:
+    """Randomly initialised model; load a state dict into it to use it.
+
+    zero_init_residual starts each residual block as the identity: from-scratch training is then
+    stable at learning rates that otherwise diverge.
+    """
+    builder = get_model_builder(resolve_model_name(model_name))
+    return builder(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
 
 
 def cached_weights_path(weights: WeightsEnum) -> str:

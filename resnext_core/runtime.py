@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 
 import torch
@@ -30,6 +31,27 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise ConfigError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return device
     raise ConfigError(f"Unknown device '{name}': expected one of {', '.join(DEVICES)} (or cuda:N)")
+
+
+def disable_openmp_dynamic_threads() -> None:
+    """Turn off OpenMP's dynamic thread count in the calling thread.
+
+    Importing ikomia 0.16.1 enables it (omp_set_dynamic(1)); GOMP then hands oneDNN fewer threads
+    than it planned for whenever the load average is high, and oneDNN's convolution backward kernels
+    spin forever waiting for the missing thread: training hangs. The setting is per thread, so
+    every entry point calls this in the thread that computes.
+    """
+    libgomp = _libgomp()
+    if libgomp is not None:
+        libgomp.omp_set_dynamic(0)
+
+
+@functools.lru_cache(maxsize=None)
+def _libgomp():
+    try:
+        return ctypes.CDLL("libgomp.so.1")  # the copy torch already loaded
+    except OSError:  # a torch built with another OpenMP runtime
+        return None
 
 
 @functools.lru_cache(maxsize=None)

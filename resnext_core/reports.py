@@ -1,0 +1,87 @@
+"""Training artefacts: plots (matplotlib, headless) and the ONNX export with its parity check."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .models import build_model
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(matrix, class_names, path: str) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    size = min(4 + 0.4 * len(class_names), 30)
+    figure, axes = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
+        ax=axes, colorbar=False, xticks_rotation="vertical", include_values=len(class_names) <= 30
+    )
+    axes.set_title("Validation confusion matrix (best epoch)")
+    figure.tight_layout()
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_training_curves(history: list, path: str) -> None:
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_axes.plot(epochs, [r["train_loss"] for r in history], label="train")
+    loss_axes.plot(epochs, [r["val_loss"] for r in history], label="val")
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
+    accuracy_axes.plot(epochs, [r["train_top1"] for r in history], label="train top-1")
+    accuracy_axes.plot(epochs, [r["val_top1"] for r in history], label="val top-1")
+    if all("val_top5" in r for r in history):
+        accuracy_axes.plot(epochs, [r["val_top5"] for r in history], label="val top-5")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.01))
+    for axes in (loss_axes, accuracy_axes):
+        axes.legend()
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
+def _save_figure(figure, path: str) -> None:
+    tmp = path + ".tmp.png"
+    figure.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+
+
+def export_onnx(checkpoint_path: str, onnx_path: str, sample: torch.Tensor) -> tuple:
+    """ONNX file with a dynamic batch axis; returns (path, max |onnx - torch|) on `sample`."""
+    import onnxruntime
+
+    spec = load_checkpoint(checkpoint_path)
+    model = build_model(spec.model_name, num_classes=len(spec.class_names))
+    model.load_state_dict(spec.state_dict)
+    model.eval()
+    tmp = onnx_path + ".tmp.onnx"
+    torch.onnx.export(
+        model,
+        (sample[:1],),
+        tmp,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
+        external_data=False,
+        dynamo=True,
+    )
+    os.replace(tmp, onnx_path)
+    session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = model(sample).numpy()
+    actual = session.run(None, {"images": sample.numpy()})[0]
+    return onnx_path, float(np.abs(actual - expected).max())

@@ -1,0 +1,260 @@
+"""train_torchvision_resnext through Workflow on real images (scikit-learn's digits), and resnext_core.training."""
+import glob
+import json
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import INFER, TRAIN, new_task, results
+from resnext_core.checkpoint import safe_load
+from resnext_core.errors import ConfigError, DatasetError
+from resnext_core.metrics import classification_metrics
+from resnext_core.training import TrainConfig, Trainer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from digits_dataset import heldout_items, write_digits_dataset  # noqa: E402
+
+TINY = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "1", "batch_size": "8",
+        "optimizer": "adamw", "learning_rate": "0.002", "weight_decay": "0.05", "hflip": "False", "val_split": "0.25"}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    write_digits_dataset(str(folder))
+    return str(folder)
+
+
+def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None, split=False):
+    """A few real digit images per class, in mixed formats: gray, RGBA, 16-bit, other sizes."""
+    root = str(root)
+    sources = {c: sorted(glob.glob(os.path.join(digits_folder, "train", c, "*.png")))[:per_class] for c in classes}
+    for c, paths in sources.items():
+        for i, path in enumerate(paths):
+            sub = ("val" if i % 4 == 0 else "train") if split else ""
+            target = os.path.join(root, sub, c)
+            os.makedirs(target, exist_ok=True)
+            image = Image.open(path)
+            if i % 4 == 1:
+                image = image.convert("RGBA").resize((40, 36))
+            elif i % 4 == 2:
+                image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+            elif i % 4 == 3:
+                image = image.convert("RGB").resize((48, 48))
+            image.save(os.path.join(target, f"{i}.png"))
+    return root
+
+
+def run_training(params):
+    _, task = new_task(TRAIN, params)
+    task.run()
+    return task, task.get_output(0).get_path()
+
+
+def test_tiny_run_writes_every_output(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits, classes=("0", "1", "2", "3", "4", "5"))
+    task, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"), "export_onnx": "True"})
+    assert os.path.dirname(run) == str(tmp_path / "out")
+    for name in ("best.pth", "last.pth", "classes.txt", "metrics.csv", "metrics.json", "best_metrics.json",
+                 "confusion_matrix.png", "training_curves.png", "model.onnx"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    assert open(os.path.join(run, "classes.txt")).read().split() == ["0", "1", "2", "3", "4", "5"]
+    history = json.load(open(os.path.join(run, "metrics.json")))
+    assert len(history) == 1
+    for key in ("train_loss", "val_loss", "val_top1", "val_top5", "val_precision", "val_recall", "val_f1", "images_per_second"):
+        assert np.isfinite(history[0][key]), key
+    assert glob.glob(os.path.join(run, "tensorboard", "events.out.tfevents.*"))
+    assert glob.glob(os.path.join(run, "mlruns", "*", "*", "metrics", "val_top1")), "metrics logged to MLflow's file store"
+    best = safe_load(os.path.join(run, "best.pth"))
+    assert best["format"] == "resnext-ikomia-checkpoint" and best["preprocessing"]["crop_size"] == 32
+
+
+def test_onnx_export_matches_torch_with_dynamic_batch(tmp_path, digits):
+    import onnxruntime
+
+    from resnext_core import load_classifier
+
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    _, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"), "export_onnx": "True"})
+    classifier = load_classifier(weight_file=os.path.join(run, "best.pth"), device="cpu", precision="fp32")
+    session = onnxruntime.InferenceSession(os.path.join(run, "model.onnx"), providers=["CPUExecutionProvider"])
+    for count in (1, 5):
+        images = torch.randn(count, 3, 32, 32)
+        with torch.inference_mode():
+            expected = classifier.model(images).numpy()
+        actual = session.run(None, {"images": images.numpy()})[0]
+        assert actual.shape == (count, 3) and np.abs(actual - expected).max() < 1e-4
+
+
+def test_checkpoint_feeds_inference_with_only_its_path(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    _, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out")})
+    _, infer = new_task(INFER, {"model_weight_file": os.path.join(run, "best.pth")})
+    infer.get_input(0).set_image(np.asarray(Image.open(glob.glob(os.path.join(data, "7", "*.png"))[0]).convert("RGB")))
+    infer.run()
+    assert sorted(n for n, _ in results(infer)) == ["0", "1", "7"]
+
+
+def test_connected_folder_input_and_legacy_parameters(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits, split=True)
+    _, task = new_task(TRAIN, {**TINY, "output_folder": str(tmp_path / "out"), "use_pretrained": "False", "export_pth": "False"})
+    assert task.get_parameters()["train_mode"] == "scratch"
+    task.get_input(0).set_path(data)
+    task.run()
+    run = task.get_output(0).get_path()
+    assert os.path.isfile(os.path.join(run, "last.pth")) and not os.path.exists(os.path.join(run, "best.pth"))
+    task.set_parameters({"feature_extract": "True"})
+    assert task.get_parameters()["train_mode"] == "feature_extract"
+
+
+def test_default_output_folder_is_in_ikomia_data_not_plugin(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    _, run = run_training({**TINY, "dataset_folder": data})
+    plugin_dir = os.path.dirname(sys.modules["train_torchvision_resnext.train_torchvision_resnext_process"].__file__)
+    assert run.startswith(os.path.join(os.environ["HOME"], "Ikomia")) and not run.startswith(plugin_dir)
+
+
+def _config(tmp_path, data, **overrides):
+    values = dict(dataset_folder=data, output_folder=str(tmp_path / "out"), model_name="resnext50", weights="none",
+                  train_mode="scratch", input_size=32, epochs=2, batch_size=4, optimizer="adamw", learning_rate=0.002,
+                  hflip=False, val_split=0.25, seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_stop_within_a_batch_then_resume(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    calls = {"n": 0}
+
+    def stop_after_8_batches():
+        calls["n"] += 1
+        return calls["n"] > 8  # 4 batches an epoch: stops in epoch 2, at its 1st batch
+
+    first = Trainer(_config(tmp_path, data), should_stop=stop_after_8_batches).run()
+    last = safe_load(os.path.join(first.run_folder, "last.pth"))
+    assert first.stopped and first.epochs_done == 1
+    assert (last["epoch"], last["batch"]) == (1, 4) or last["epoch"] == 1
+    assert "optimizer" in last and "scheduler" in last and "scaler" in last
+    resumed = Trainer(_config(tmp_path, data, resume=os.path.join(first.run_folder, "last.pth"))).run()
+    assert not resumed.stopped and resumed.epochs_done == 2 and [h["epoch"] for h in resumed.history] == [1, 2]
+    whole = Trainer(_config(tmp_path, data)).run()
+    assert whole.epochs_done == 2
+    assert abs(whole.history[-1]["val_top1"] - resumed.history[-1]["val_top1"]) <= 0.5
+
+
+def test_plugin_stop_is_honoured_within_a_batch(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits, per_class=40)
+    _, task = new_task(TRAIN, {**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"),
+                               "epochs": "50", "batch_size": "2", "input_size": "64"})
+    stopped_at = {}
+
+    def stop_soon():
+        time.sleep(4)
+        stopped_at["t"] = time.perf_counter()
+        task.stop()
+
+    threading.Thread(target=stop_soon).start()
+    task.run()
+    latency = time.perf_counter() - stopped_at["t"]
+    run = task.get_output(0).get_path()
+    last = safe_load(os.path.join(run, "last.pth"))
+    assert latency < 3.0, f"stop took {latency:.1f} s"
+    assert last["epoch"] < 50
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("missing", "Dataset folder not found"),
+        ("no_classes", "No class folders"),
+        ("one_class", "Only one class"),
+        ("empty_class", "no readable image"),
+    ],
+)
+def test_bad_datasets_get_clear_errors(tmp_path, digits, layout, message):
+    data = tmp_path / "data"
+    if layout != "missing":
+        data.mkdir()
+        (data / "notes.txt").write_text("no class folders here")
+    if layout in ("one_class", "empty_class"):
+        tiny_dataset(data, classes=("3",), digits_folder=digits)
+    if layout == "empty_class":
+        tiny_dataset(data, classes=("4",), digits_folder=digits)
+        (data / "empty").mkdir()
+    with pytest.raises(Exception, match=message):
+        run_training({**TINY, "dataset_folder": str(data), "output_folder": str(tmp_path / "out")})
+
+
+def test_corrupt_files_skipped_and_counted_classes_unioned(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits, split=True)
+    (tmp_path / "data" / "train" / "0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "data" / "train" / "1" / "readme.txt").write_text("not an image")
+    tiny_dataset(tmp_path / "data" / "train", classes=("9",), digits_folder=digits, per_class=3)
+    logs = []
+    result = Trainer(_config(tmp_path, data, epochs=1), log=logs.append).run()
+    text = "\n".join(logs)
+    assert "only in train: 9" in text and "skipped 2 unreadable file(s)" in text
+    assert result.history[0]["skipped_files"] == 2
+    assert open(os.path.join(result.run_folder, "classes.txt")).read().split() == ["0", "1", "7", "9"]
+    assert len(open(os.path.join(result.run_folder, "skipped_files.txt")).read().splitlines()) == 2
+
+
+def test_batch_larger_than_the_set_and_bad_output_folder(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits, per_class=4)
+    logs = []
+    result = Trainer(_config(tmp_path, data, epochs=1, batch_size=500), log=logs.append).run()
+    assert result.epochs_done == 1 and any("batch_size 500 >" in line for line in logs)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot be created"):
+        Trainer(_config(tmp_path, data, output_folder=str(blocker / "runs")))
+
+
+def test_bad_parameters_name_themselves(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    for params, message in [({"epochs": "ten"}, "epochs must be an integer"), ({"learning_rate": "-1"}, "learning_rate must be between"),
+                            ({"train_mode": "magic"}, "train_mode must be one of"), ({"model_name": "vgg"}, "Unknown model_name"),
+                            ({"weights": "none", "train_mode": "feature_extract"}, "needs pretrained weights")]:
+        with pytest.raises(Exception, match=message):
+            run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"), **params})
+
+
+def test_metrics_match_a_hand_checked_confusion_matrix():
+    names = ["cat", "dog", "bird"]
+    labels = [0, 0, 0, 1, 1, 2]
+    predictions = [0, 0, 1, 1, 0, 0]  # bird is never predicted
+    logits = np.eye(3)[predictions]
+    metrics = classification_metrics(labels, logits, names)
+    assert metrics["confusion_matrix"] == [[2, 1, 0], [1, 1, 0], [1, 0, 0]]
+    assert metrics["top1"] == pytest.approx(3 / 6)
+    # cat: precision 2/4, recall 2/3; dog: 1/2, 1/2; bird: 0 (never predicted, not NaN), 0.
+    assert metrics["per_class"]["cat"]["precision"] == pytest.approx(0.5)
+    assert metrics["per_class"]["cat"]["recall"] == pytest.approx(2 / 3)
+    assert metrics["per_class"]["dog"]["precision"] == pytest.approx(0.5)
+    assert metrics["per_class"]["bird"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert metrics["precision"] == pytest.approx((0.5 + 0.5 + 0) / 3)
+    assert metrics["recall"] == pytest.approx((2 / 3 + 0.5 + 0) / 3)
+    assert "top5" not in metrics
+
+
+@pytest.mark.slow
+def test_real_accuracy_on_heldout_digits(tmp_path, digits):
+    """Five epochs from scratch: a broken trainer (labels shuffled, no learning) stays near 10%."""
+    _, run = run_training({**TINY, "dataset_folder": os.path.join(digits, "train"), "output_folder": str(tmp_path / "out"),
+                           "epochs": "5", "batch_size": "32", "min_crop_scale": "0.6", "val_split": "0.1"})
+    _, infer = new_task(INFER, {"model_weight_file": os.path.join(run, "best.pth")})
+    items = heldout_items(digits)
+    correct = 0
+    for path, truth in items:
+        infer.get_input(0).set_image(np.asarray(Image.open(path).convert("RGB")))
+        infer.run()
+        correct += infer.get_whole_image_results()[0][0] == truth
+    accuracy = correct / len(items)
+    print(f"held-out accuracy after 5 epochs: {accuracy:.3f}")
+    assert accuracy >= 0.90
