@@ -90,7 +90,10 @@ def image_to_tensor(image) -> torch.Tensor:
             f"Image must have 1, 2, 3 or 4 channels (gray, gray+alpha, RGB, RGBA), got {channels}"
         )
     image = image[:, :, :1] if channels <= 2 else image[:, :, :3]
-    tensor = torch.from_numpy(np.ascontiguousarray(_to_unit_range(image))).permute(2, 0, 1)
+    array = np.ascontiguousarray(_to_unit_range(image))
+    if not array.flags.writeable:  # torch.from_numpy warns on read-only arrays (PIL's, Ikomia's views)
+        array = array.copy()
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
     return tensor.expand(3, -1, -1) if channels <= 2 else tensor
 
 

@@ -59,17 +59,18 @@ def classify_heldout(weight_file: str, dataset_folder: str) -> float:
     os.makedirs(labelled_dir, exist_ok=True)
     items = heldout_items(dataset_folder)
     correct = 0
+    samples = set(range(0, len(items), max(1, len(items) // LABELLED_SAMPLES)))  # spread over the classes
     for index, (path, truth) in enumerate(items):
         image = np.array(Image.open(path).convert("RGB"))
         task.get_input(0).set_image(image)
         task.run()
         predicted = task.get_whole_image_results()[0][0]
         correct += predicted == truth
-        if index < LABELLED_SAMPLES:
+        if index in samples:
             big = np.array(Image.fromarray(image).resize((SAMPLE_SIZE, SAMPLE_SIZE), Image.NEAREST))
             task.get_input(0).set_image(big)
             task.run()
-            out = os.path.join(labelled_dir, f"{index:02d}_true-{truth}_pred-{predicted}.png")
+            out = os.path.join(labelled_dir, f"{index:03d}_true-{truth}_pred-{predicted}.png")
             Image.fromarray(task.get_image_with_graphics()).save(out)
     return correct / len(items)
 

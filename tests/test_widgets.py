@@ -54,3 +54,47 @@ def test_infer_widget_restores_edits_and_applies():
     assert applied["device"] == "cpu" and applied["precision"] == "fp32" and applied["dataset"] == "Custom"
     assert applied["model_weight_file"] == "/data/best.pth" and applied["model_path"] == "/data/best.pth"
     assert applied["class_file"] == "/data/classes.txt"
+
+
+TRAIN_WIDGET = r"""
+import json
+from PyQt6.QtWidgets import QApplication
+app = QApplication([])
+from ikomia.dataprocess.workflow import Workflow
+task = Workflow().add_task(name="train_torchvision_resnext")
+task.set_parameters({"model_name": "resnext101_64x4d", "epochs": "3", "learning_rate": "0.02", "amp": "False", "hflip": "False"})
+from train_torchvision_resnext.train_torchvision_resnext_widget import TrainResNeXtWidgetFactory
+widget = TrainResNeXtWidgetFactory().create(task.get_param_object())
+out = {"restored": [widget.combo_model.currentText(), widget.spin_epochs.value(), widget.spin_lr.value(),
+                    widget.check_amp.isChecked(), widget.check_hflip.isChecked()],
+       "weights": [widget.combo_weights.itemText(i) for i in range(widget.combo_weights.count())]}
+widget.combo_model.setCurrentText("resnext50_32x4d")
+widget.combo_weights.setCurrentText("none")
+widget.combo_mode.setCurrentText("scratch")
+widget.combo_optimizer.setCurrentText("adamw")
+widget.spin_size.setValue(64)
+widget.spin_batch.setValue(16)
+widget.spin_decay.setValue(0.05)
+widget.spin_crop_scale.setValue(0.6)
+widget.spin_patience.setValue(2)
+widget.check_onnx.setChecked(True)
+widget.browse_dataset.qedit_file.setText("/data/digits")
+widget.browse_output.qedit_file.setText("/data/runs")
+widget.edit_run_name.setText("exp1")
+widget.on_apply()
+out["applied"] = task.get_parameters()
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_train_widget_restores_edits_and_applies():
+    out = _result(TRAIN_WIDGET)
+    assert out["restored"] == ["resnext101_64x4d", 3, pytest.approx(0.02), False, False]
+    assert out["weights"] == ["DEFAULT", "IMAGENET1K_V1", "none"]
+    applied = out["applied"]
+    expected = {"model_name": "resnext50_32x4d", "weights": "none", "train_mode": "scratch", "optimizer": "adamw",
+                "input_size": "64", "batch_size": "16", "patience": "2", "export_onnx": "True",
+                "dataset_folder": "/data/digits", "output_folder": "/data/runs", "run_name": "exp1",
+                "use_pretrained": "False", "feature_extract": "False", "amp": "False", "hflip": "False"}
+    assert {k: applied[k] for k in expected} == expected
+    assert float(applied["weight_decay"]) == pytest.approx(0.05) and float(applied["min_crop_scale"]) == pytest.approx(0.6)
