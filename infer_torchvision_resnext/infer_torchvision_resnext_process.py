@@ -3,7 +3,8 @@ import copy
 
 from ikomia import core, dataprocess
 
-from .resnext_core import __version__, load_classifier
+from .resnext_core import load_classifier
+from .resnext_core.metadata import KEYWORDS, fill_info
 from .resnext_core.drawing import draw_labels, format_label
 from .resnext_core.errors import ConfigError
 from .resnext_core.models import DEFAULT_MODEL
@@ -123,22 +124,7 @@ class InferResNeXtFactory(dataprocess.CTaskFactory):
             "Preprocessing matches the weights' own (resize shorter side, centre crop); regions are "
             "classified in one batch; the top-k labels are drawn on the output image."
         )
-        info.authors = "Saining Xie, Ross Girshick, Piotr Dollár, Zhuowen Tu, Kaiming He"
-        info.article = "Aggregated Residual Transformations for Deep Neural Networks"
-        info.article_url = "https://arxiv.org/abs/1611.05431"
-        info.journal = "CVPR"
-        info.year = 2017
-        info.license = "BSD-3-Clause"
-        info.version = __version__
-        info.min_ikomia_version = "0.16.1"
-        info.min_python_version = "3.11.0"
-        info.path = "Plugins/Python/Classification"
-        info.icon_path = "icons/icon.png"
-        info.documentation_link = "https://pytorch.org/vision/stable/models/resnext.html"
-        info.original_repository = "https://github.com/pytorch/vision"
-        info.keywords = "resnext,resnet,residual,cnn,classification,imagenet,torchvision,pytorch"
-        info.algo_type = core.AlgoType.INFER
-        info.algo_tasks = "CLASSIFICATION"
+        fill_info(info, keywords=f"{KEYWORDS},imagenet", algo_type=core.AlgoType.INFER)
 
     def create(self, param=None):
         return InferResNeXt(self.info.name, param)

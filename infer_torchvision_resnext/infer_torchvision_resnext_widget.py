@@ -5,26 +5,16 @@ from ikomia.utils import pyqtutils, qtconversion
 from PyQt6.QtWidgets import QGridLayout
 
 from .infer_torchvision_resnext_process import DATASETS, MAX_TOP_K, InferResNeXtParam
-from .resnext_core.models import MODEL_NAMES, resolve_model_name, weight_names
+from .resnext_core.models import MODEL_NAMES, weight_names
 from .resnext_core.preprocess import MAX_INPUT_SIZE
+from .resnext_core.widget_helpers import number_or, refill, select, select_model
 from .resnext_core.runtime import DEVICES, PRECISIONS
 
 AUTO_SIZE = 0  # spin box value shown as "auto": the weights' or checkpoint's own input size
 
 
-def _select(combo, value):
-    index = combo.findText(str(value))
-    if index < 0:  # keep a value the list does not know (typed by hand): the run will explain it
-        combo.addItem(str(value))
-        index = combo.count() - 1
-    combo.setCurrentIndex(index)
 
 
-def _int_or(value, fallback):
-    try:
-        return int(str(value))
-    except ValueError:
-        return fallback
 
 
 class InferResNeXtWidget(core.CWorkflowTaskWidget):
@@ -36,44 +26,36 @@ class InferResNeXtWidget(core.CWorkflowTaskWidget):
 
         self.combo_model = pyqtutils.append_combo(grid, "Model")
         self.combo_model.addItems(MODEL_NAMES)
-        try:
-            _select(self.combo_model, resolve_model_name(values["model_name"]))
-        except ValueError:
-            _select(self.combo_model, values["model_name"])
+        select_model(self.combo_model, values["model_name"])
         self.combo_weights = pyqtutils.append_combo(grid, "ImageNet weights")
         self._fill_weights(values["weights"])
         self.combo_model.currentTextChanged.connect(lambda _: self._fill_weights(self.combo_weights.currentText()))
 
-        self.spin_size = pyqtutils.append_spin(grid, "Input size", _int_or(values["input_size"], AUTO_SIZE), AUTO_SIZE, MAX_INPUT_SIZE)
+        self.spin_size = pyqtutils.append_spin(grid, "Input size", number_or(values["input_size"], int, AUTO_SIZE), AUTO_SIZE, MAX_INPUT_SIZE)
         self.spin_size.setSpecialValueText("auto")
 
         self.combo_dataset = pyqtutils.append_combo(grid, "Trained on")
         self.combo_dataset.addItems(DATASETS)
-        _select(self.combo_dataset, values["dataset"])
+        select(self.combo_dataset, values["dataset"])
         self.browse_weights = pyqtutils.append_browse_file(
             grid, "Custom weight file", values["model_weight_file"], "PyTorch checkpoint (*.pth *.pt)"
         )
         self.browse_classes = pyqtutils.append_browse_file(
             grid, "Class file (optional)", values["class_file"], "Text file (*.txt)"
         )
-        self.spin_top_k = pyqtutils.append_spin(grid, "Labels drawn (top-k)", _int_or(values["top_k"], 5), 0, MAX_TOP_K)
+        self.spin_top_k = pyqtutils.append_spin(grid, "Labels drawn (top-k)", number_or(values["top_k"], int, 5), 0, MAX_TOP_K)
 
         self.combo_device = pyqtutils.append_combo(grid, "Device")
         self.combo_device.addItems(list(DEVICES) + [f"cuda:{i}" for i in range(torch.cuda.device_count())])
-        _select(self.combo_device, values["device"])
+        select(self.combo_device, values["device"])
         self.combo_precision = pyqtutils.append_combo(grid, "Precision")
         self.combo_precision.addItems(PRECISIONS)
-        _select(self.combo_precision, values["precision"])
+        select(self.combo_precision, values["precision"])
 
         self.set_layout(qtconversion.PyQtToQt(grid))
 
     def _fill_weights(self, current):
-        self.combo_weights.blockSignals(True)
-        self.combo_weights.clear()
-        self.combo_weights.addItems(weight_names(self.combo_model.currentText()))
-        index = self.combo_weights.findText(current)
-        self.combo_weights.setCurrentIndex(max(index, 0))
-        self.combo_weights.blockSignals(False)
+        refill(self.combo_weights, weight_names(self.combo_model.currentText()), current)
 
     def current_values(self) -> dict:
         size = self.spin_size.value()

@@ -3,6 +3,8 @@
 Entry points: load_classifier() for inference, the checkpoint format in checkpoint.py,
 the model table in models.py, preprocessing in preprocess.py.
 """
+__version__ = "3.0.0"  # first: metadata.py reads it
+
 from .checkpoint import ModelSpec, load_checkpoint, read_class_file, save_checkpoint
 from .errors import (
     CheckpointError,
@@ -17,4 +19,3 @@ from .models import ALIASES, DEFAULT_MODEL, MODEL_NAMES, resolve_model_name, res
 from .preprocess import Preprocessing, parse_input_size
 from .runtime import DEVICES, PRECISIONS
 
-__version__ = "3.0.0"

@@ -46,26 +46,23 @@ class ParamValues:
         return self.values[name]
 
 
-def parse_int(params: ParamValues, name: str, low: int, high: int) -> int:
+def _parse_number(params: ParamValues, name: str, cast, kind: str, low, high):
     value = params[name]
     try:
-        number = int(str(value).strip())
+        number = cast(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got '{value}'") from None
-    if not low <= number <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
-    return number
-
-
-def parse_float(params: ParamValues, name: str, low: float, high: float) -> float:
-    value = params[name]
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got '{value}'") from None
+        raise ConfigError(f"{name} must be {kind}, got '{value}'") from None
     if not low <= number <= high:  # also refuses NaN
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return number
+
+
+def parse_int(params: ParamValues, name: str, low: int, high: int) -> int:
+    return _parse_number(params, name, int, "an integer", low, high)
+
+
+def parse_float(params: ParamValues, name: str, low: float, high: float) -> float:
+    return _parse_number(params, name, float, "a number", low, high)
 
 
 def parse_bool(params: ParamValues, name: str) -> bool:

@@ -219,7 +219,8 @@ class Trainer:
                 metrics = {"epoch": epoch + 1, **train_stats, **self._evaluate(model, criterion, val_loader)}
                 metrics["skipped_files"] = len(self.split.skipped)
                 is_best = self._is_better(metrics, state["best"])
-                state["history"].append(_scalars(metrics))
+                # Per epoch: every scalar plus per-class precision/recall/F1 (JSON; the CSV keeps scalars).
+                state["history"].append({**_scalars(metrics), "val_per_class": metrics["val_per_class"]})
                 if is_best:
                     state["best"], state["stale"] = _scalars(metrics), 0
                     if config.export_pth or config.export_onnx:
@@ -354,13 +355,14 @@ class Trainer:
 
     def _write_metrics(self, history: list):
         atomic_write_text(json.dumps(history, indent=2), os.path.join(self.run_folder, "metrics.json"))
-        columns = list(dict.fromkeys(k for row in history for k in row))
+        rows = [_scalars(row) for row in history]
+        columns = list(dict.fromkeys(k for row in rows for k in row))
         path = os.path.join(self.run_folder, "metrics.csv")
         tmp = path + ".tmp"
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(history)
+            writer.writerows(rows)
         os.replace(tmp, path)
 
     def _write_report(self, metrics: dict):

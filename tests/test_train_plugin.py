@@ -69,6 +69,11 @@ def test_tiny_run_writes_every_output(tmp_path, digits):
     assert len(history) == 1
     for key in ("train_loss", "val_loss", "val_top1", "val_top5", "val_precision", "val_recall", "val_f1", "images_per_second"):
         assert np.isfinite(history[0][key]), key
+    assert set(history[0]["val_per_class"]) == {"0", "1", "2", "3", "4", "5"}
+    assert all(np.isfinite(v) for c in history[0]["val_per_class"].values() for v in c.values())
+    import csv
+    rows = list(csv.DictReader(open(os.path.join(run, "metrics.csv"))))
+    assert len(rows) == 1 and float(rows[0]["val_top1"]) == pytest.approx(history[0]["val_top1"])
     assert glob.glob(os.path.join(run, "tensorboard", "events.out.tfevents.*"))
     assert glob.glob(os.path.join(run, "mlruns", "*", "*", "metrics", "val_top1")), "metrics logged to MLflow's file store"
     best = safe_load(os.path.join(run, "best.pth"))

@@ -7,7 +7,7 @@ from ikomia import core, dataprocess
 from ikomia.core import config as ikomia_config
 from ikomia.dnn import dnntrain
 
-from .resnext_core import __version__
+from .resnext_core.metadata import KEYWORDS, fill_info
 from .resnext_core.models import DEFAULT_MODEL, NO_WEIGHTS
 from .resnext_core.params import ParamValues, parse_bool, parse_choice, parse_float, parse_int
 from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
@@ -202,22 +202,7 @@ class TrainResNeXtFactory(dataprocess.CTaskFactory):
             "infer_torchvision_resnext loads with nothing else to set, metrics (CSV/JSON, TensorBoard, "
             "MLflow), a confusion matrix, training curves and optionally an ONNX model."
         )
-        info.authors = "Saining Xie, Ross Girshick, Piotr Dollár, Zhuowen Tu, Kaiming He"
-        info.article = "Aggregated Residual Transformations for Deep Neural Networks"
-        info.article_url = "https://arxiv.org/abs/1611.05431"
-        info.journal = "CVPR"
-        info.year = 2017
-        info.license = "BSD-3-Clause"
-        info.version = __version__
-        info.min_ikomia_version = "0.16.1"
-        info.min_python_version = "3.11.0"
-        info.path = "Plugins/Python/Classification"
-        info.icon_path = "icons/icon.png"
-        info.documentation_link = "https://pytorch.org/vision/stable/models/resnext.html"
-        info.original_repository = "https://github.com/pytorch/vision"
-        info.keywords = "resnext,resnet,residual,cnn,classification,train,fine-tune,torchvision,pytorch"
-        info.algo_type = core.AlgoType.TRAIN
-        info.algo_tasks = "CLASSIFICATION"
+        fill_info(info, keywords=f"{KEYWORDS},train,fine-tune", algo_type=core.AlgoType.TRAIN)
 
     def create(self, param=None):
         return TrainResNeXt(self.info.name, param)

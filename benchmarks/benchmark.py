@@ -1,0 +1,267 @@
+"""Race our plugins against the public plugin's pipeline, side by side in one process.
+
+  python benchmarks/benchmark.py [--models resnext50_32x4d] [--repeats 7] [--out benchmarks/results/NAME.json]
+
+Baseline (what the public plugin does per image): cv2.resize to a square -> ToTensor -> Normalize ->
+eager NCHW fp32 model, batch 1, under no_grad; one forward per region of interest; training with a
+plain eager fp32 SGD loop. Ours: the plugin through Workflow (exact fp32 path and default fast path),
+batched regions, and the training recipe's step (channels_last, AMP/bf16 where the hardware has it).
+Contenders are interleaved and repeated (the machines are noisy); medians and ratios are printed and
+written as JSON. Weights are random unless --torch-home points at real cached ones: speed does not
+depend on the values.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+
+def setup_environment(torch_home: str | None) -> str:
+    """Isolated Ikomia home with the plugins installed; weights cached (random unless given)."""
+    home = tempfile.mkdtemp(prefix="resnext-bench-")
+    os.environ.update({"HOME": home, "IKOMIA_AUTO_COMPLETION": "0", "TORCH_HOME": torch_home or os.path.join(home, "torch")})
+    import install_plugins
+
+    for name in install_plugins.available_plugins():
+        install_plugins.install_plugin(name, os.path.join(home, "Ikomia", "Plugins", "Python"))
+    import ikomia  # noqa: F401  (puts ikomia's OpenCV on sys.path for the baseline's cv2)
+
+    return home
+
+
+def cache_weights(model_name: str) -> None:
+    import torch
+
+    from resnext_core import models
+
+    path = models.cached_weights_path(models.resolve_weights(model_name))
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save(models.build_model(model_name).state_dict(), path)
+
+
+def photo(height=480, width=640, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    planes = [0.5 + 0.5 * np.sin(rng.uniform(2, 9) * yy + rng.uniform(2, 9) * xx + rng.uniform(0, 6)) for _ in range(3)]
+    return (np.stack(planes, -1) * 255).astype(np.uint8)
+
+
+class Baseline:
+    """The public plugin's per-image pipeline, written plainly."""
+
+    def __init__(self, model_name: str, input_size: int = 224):
+        import torch
+        import torchvision.transforms as transforms
+
+        from resnext_core import models
+
+        self.torch = torch
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the public plugin
+        self.model, _ = models.pretrained_model(model_name)
+        self.model.eval().to(self.device)
+        self.size = input_size
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])]
+        )
+
+    def predict(self, image):
+        import cv2
+
+        tensor = self.transform(cv2.resize(image, (self.size, self.size))).unsqueeze(0).to(self.device)
+        with self.torch.no_grad():
+            return self.torch.nn.functional.softmax(self.model(tensor)[0], dim=0).cpu()
+
+    def predict_regions(self, image, boxes):
+        return [self.predict(image[y : y + h, x : x + w]) for x, y, w, h in boxes]
+
+
+def ours(model_name: str, precision: str):
+    from ikomia.dataprocess.workflow import Workflow
+
+    task = Workflow().add_task(name="infer_torchvision_resnext")
+    task.set_parameters({"model_name": model_name, "precision": precision, "top_k": "5"})
+    return task
+
+
+def run_task(task, image, boxes=None):
+    from ikomia import core
+
+    task.get_input(0).set_image(image)
+    task.get_input(1).set_items([core.CGraphicsRectangle(*box) for box in boxes] if boxes else [])
+    task.run()
+
+
+def race(contenders: dict, repeats: int) -> dict:
+    """Median seconds per call of each contender, calls interleaved round-robin."""
+    for fn in contenders.values():  # warm-up
+        fn()
+    samples = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def training_step_race(model_name: str, batch: int, size: int, repeats: int) -> dict:
+    import torch
+    from torch import nn
+
+    from resnext_core import models
+    from resnext_core.runtime import autocast, disable_openmp_dynamic_threads, resolve_precision
+
+    disable_openmp_dynamic_threads()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    images = torch.randn(batch, 3, size, size, device=device)
+    labels = torch.randint(0, 10, (batch,), device=device)
+
+    def make(fast: bool):
+        model = models.build_model(model_name, num_classes=10).to(device)
+        if fast:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        dtype = resolve_precision("auto", device) if fast else torch.float32
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        x = images.contiguous(memory_format=torch.channels_last) if fast else images
+
+        def step():
+            with autocast(device, dtype):
+                loss = nn.functional.cross_entropy(model(x).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        return step
+
+    return race({"baseline_train_step": make(False), "ours_train_step": make(True)}, repeats)
+
+
+def gpu_throughput(model_name: str, batches=(1, 256), repeats: int = 20) -> dict:
+    """Our model path on CUDA (channels_last, auto precision): bs1 latency and large-batch img/s."""
+    import torch
+
+    from resnext_core import load_classifier
+    from resnext_core.runtime import autocast
+
+    torch.backends.cudnn.benchmark = True
+    classifier = load_classifier(model_name, device="cuda", precision="auto")
+    result = {}
+    for batch in batches:
+        x = torch.randn(batch, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(classifier.device, classifier.dtype):
+            for _ in range(5):
+                classifier.model(x)
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                classifier.model(x)
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / repeats
+        result[f"bs{batch}"] = {"ms_per_batch": 1000 * seconds, "images_per_s": batch / seconds}
+    return result
+
+
+FIRST_IMAGE = r"""
+import os, resource, sys, time
+start = time.perf_counter()
+from ikomia.dataprocess.workflow import Workflow
+import numpy as np
+task = Workflow().add_task(name="infer_torchvision_resnext")
+task.set_parameters({"model_name": sys.argv[1]})
+task.get_input(0).set_image(np.full((480, 640, 3), 120, np.uint8))
+task.run()
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def first_image(model_name: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", FIRST_IMAGE, model_name], capture_output=True, text=True, env=os.environ, cwd=tempfile.gettempdir())
+    last = [line for line in out.stdout.splitlines() if line.strip()][-1].split()
+    return {"first_image_s": float(last[0]), "peak_rss_mib": float(last[1])}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["resnext50_32x4d"])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--train-batch", type=int, default=16)
+    parser.add_argument("--torch-home", help="a TORCH_HOME holding real weights (default: random weights)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "latest.json"))
+    args = parser.parse_args(argv)
+    setup_environment(args.torch_home)
+    import torch
+
+    from resnext_core.runtime import cpu_has_native_bf16, resolve_device, resolve_precision
+
+    device = resolve_device("auto")
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        + (torch.cuda.get_device_name() if device.type == "cuda" else "no GPU"),
+        "torch": torch.__version__,
+        "native_cpu_bf16": cpu_has_native_bf16(),
+        "auto_precision": str(resolve_precision("auto", device)).replace("torch.", ""),
+        "results": {},
+    }
+    image = photo()
+    boxes = [(20 + 150 * (i % 4), 20 + 110 * (i // 4), 120, 90) for i in range(16)]
+    for model_name in args.models:
+        cache_weights(model_name)
+        baseline = Baseline(model_name)
+        exact, fast = ours(model_name, "fp32"), ours(model_name, "auto")
+        times = race(
+            {
+                "baseline": lambda: baseline.predict(image),
+                "ours_fp32": lambda: run_task(exact, image),
+                "ours_default": lambda: run_task(fast, image),
+            },
+            args.repeats,
+        )
+        times.update(race({"baseline_16_regions": lambda: baseline.predict_regions(image, boxes),
+                           "ours_16_regions": lambda: run_task(fast, image, boxes)}, max(3, args.repeats // 2)))
+        times.update(training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2)))
+        ratios = {
+            "fp32_exact_path": times["baseline"] / times["ours_fp32"],
+            "default_path": times["baseline"] / times["ours_default"],
+            "16_regions": times["baseline_16_regions"] / times["ours_16_regions"],
+            "training_step": times["baseline_train_step"] / times["ours_train_step"],
+        }
+        report["results"][model_name] = {"median_s": times, "speedup_vs_baseline": ratios, **first_image(model_name)}
+        if device.type == "cuda":
+            report["results"][model_name]["gpu"] = gpu_throughput(model_name)
+            for batch, row in report["results"][model_name]["gpu"].items():
+                print(f"  GPU {batch}: {row['ms_per_batch']:.2f} ms/batch, {row['images_per_s']:.0f} img/s")
+        print(f"\n{model_name} on {report['machine']} (auto precision: {report['auto_precision']})")
+        print(f"  {'contender':24s} {'median ms':>10s}")
+        for name, seconds in times.items():
+            print(f"  {name:24s} {1000 * seconds:10.1f}")
+        for name, ratio in ratios.items():
+            print(f"  speed-up {name:17s} {ratio:6.2f}x")
+        print(f"  first image {report['results'][model_name]['first_image_s']:.2f} s, peak RSS {report['results'][model_name]['peak_rss_mib']:.0f} MiB")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+    print(f"\nwritten {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Plugin metadata both plugins share (Ikomia's CTaskInfo fields): one place, so they never disagree."""
+from . import __version__
+
+COMMON_INFO = {
+    "authors": "Saining Xie, Ross Girshick, Piotr Dollár, Zhuowen Tu, Kaiming He",
+    "article": "Aggregated Residual Transformations for Deep Neural Networks",
+    "article_url": "https://arxiv.org/abs/1611.05431",
+    "journal": "CVPR",
+    "year": 2017,
+    "license": "BSD-3-Clause",
+    "version": __version__,
+    "min_ikomia_version": "0.16.1",  # widgets use PyQt6, which ikomia adopted in 0.16
+    "min_python_version": "3.11.0",  # the ikomia 0.16.1 wheel is built for CPython 3.11
+    "path": "Plugins/Python/Classification",
+    "icon_path": "icons/icon.png",
+    "documentation_link": "https://pytorch.org/vision/stable/models/resnext.html",
+    "original_repository": "https://github.com/pytorch/vision",
+    "algo_tasks": "CLASSIFICATION",
+}
+KEYWORDS = "resnext,resnet,residual,cnn,classification,torchvision,pytorch"
+
+
+def fill_info(info, **specific) -> None:
+    """Set the common fields, then the plugin's own, on an Ikomia CTaskInfo."""
+    for key, value in {**COMMON_INFO, **specific}.items():
+        setattr(info, key, value)
