@@ -14,7 +14,13 @@ from .checkpoint import load_checkpoint, read_class_file
 from .errors import CheckpointError, ConfigError
 from .models import build_model, load_pretrained_state_dict, resolve_model_name, resolve_weights
 from .preprocess import Preprocessing
-from .runtime import autocast, disable_openmp_dynamic_threads, resolve_device, resolve_precision
+from .runtime import (
+    autocast,
+    disable_openmp_dynamic_threads,
+    inference_memory_format,
+    resolve_device,
+    resolve_precision,
+)
 
 MAX_BATCH = 64  # regions per forward: bounds memory on images with hundreds of regions
 MODEL_CACHE_SIZE = max(1, int(os.environ.get("RESNEXT_MODEL_CACHE_SIZE", "2")))
@@ -38,6 +44,7 @@ class Classifier:
         self.preprocessing = loaded.preprocessing.at_size(input_size) if input_size else loaded.preprocessing
         self.device = device
         self.dtype = dtype
+        self.memory_format = inference_memory_format(device, dtype)
 
     @property
     def input_size(self) -> int:
@@ -51,7 +58,7 @@ class Classifier:
     def _forward(self, images) -> torch.Tensor:
         disable_openmp_dynamic_threads()
         batch = self.preprocessing.batch(images).to(self.device, non_blocking=True)
-        batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.device, self.dtype):
             logits = self.model(batch)
         return logits.float().softmax(dim=1).cpu()
@@ -151,7 +158,7 @@ def load_classifier(
 
     def loader() -> LoadedModel:
         loaded = _load(model_name, weights, weight_file, class_file)
-        loaded.model.eval().to(torch_device, memory_format=torch.channels_last)
+        loaded.model.eval().to(torch_device, memory_format=inference_memory_format(torch_device, dtype))
         return loaded
 
     return Classifier(MODEL_CACHE.get(key, loader), torch_device, dtype, input_size)

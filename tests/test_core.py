@@ -225,3 +225,23 @@ def test_device_and_precision_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             load_classifier(device="cuda")
+
+
+def test_read_image_keeps_depth_and_channels(tmp_path):
+    from resnext_core.data import read_image
+
+    gray16 = (np.arange(12 * 10, dtype=np.uint16).reshape(12, 10) * 500)
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    Image.fromarray(textured_image(12, 10, 4)).save(tmp_path / "rgba.png")
+    Image.fromarray(textured_image(12, 10)).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(textured_image(12, 10)).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert read_image(str(tmp_path / "g16.png")).dtype == np.uint16
+    assert np.array_equal(read_image(str(tmp_path / "g16.png")), gray16)
+    assert read_image(str(tmp_path / "rgba.png")).shape == (12, 10, 4)
+    assert read_image(str(tmp_path / "palette.png")).shape == (12, 10, 4)
+    assert read_image(str(tmp_path / "cmyk.jpg")).shape == (12, 10, 3)
+    with pytest.raises(ImageError, match="broken.png"):
+        read_image(str(tmp_path / "broken.png"))
+    for name in ("g16.png", "rgba.png", "palette.png", "cmyk.jpg"):
+        assert Preprocessing(32, 36)(read_image(str(tmp_path / name))).shape == (3, 32, 32)
