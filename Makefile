@@ -25,7 +25,8 @@ demo: install
 	$(PY) scripts/demo.py
 
 package: $(STAMP)
-	$(PY) scripts/install_plugins.py --dest dist
+	rm -rf dist
+	$(PY) scripts/install_plugins.py --dest dist --zip
 
 clean:
 	rm -rf dist demo_output .pytest_cache

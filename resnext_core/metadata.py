@@ -10,7 +10,9 @@ COMMON_INFO = {
     "license": "BSD-3-Clause",
     "version": __version__,
     "min_ikomia_version": "0.16.1",  # widgets use PyQt6, which ikomia adopted in 0.16
-    "min_python_version": "3.11.0",  # the ikomia 0.16.1 wheel is built for CPython 3.11
+    "max_ikomia_version": "0.17.0",  # exclusive bound, as Ikomia's registry reads it: the 0.16 series
+    "min_python_version": "3.11.0",  # the ikomia 0.16.1 wheel is built for CPython 3.11 only
+    "max_python_version": "3.12.0",  # exclusive
     "path": "Plugins/Python/Classification",
     "icon_path": "icons/icon.png",
     "documentation_link": "https://pytorch.org/vision/stable/models/resnext.html",
@@ -20,7 +22,16 @@ COMMON_INFO = {
 KEYWORDS = "resnext,resnet,residual,cnn,classification,torchvision,pytorch"
 
 
+# Minimum hardware (GB, as Ikomia counts): one process with torch, ikomia and a model peaks at ~4.7 GB.
+HARDWARE = {
+    "infer_torchvision_resnext": {"min_cpu": 2, "min_ram": 8, "gpu_required": False, "min_vram": 2},
+    "train_torchvision_resnext": {"min_cpu": 2, "min_ram": 8, "gpu_required": False, "min_vram": 4},
+}
+
+
 def fill_info(info, **specific) -> None:
-    """Set the common fields, then the plugin's own, on an Ikomia CTaskInfo."""
+    """Set the common fields, then the plugin's own, and its hardware needs on an Ikomia CTaskInfo."""
     for key, value in {**COMMON_INFO, **specific}.items():
         setattr(info, key, value)
+    for key, value in HARDWARE[info.name].items():
+        setattr(info.hardware_config, key, value)

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -331,6 +332,13 @@ class Trainer:
             raise CheckpointError(f"resume file {self.config.resume} is not a training checkpoint (last.pth or best.pth of a run)")
         if data["model_name"] != self.config.model_name:
             raise CheckpointError(f"resume file {self.config.resume} is a {data['model_name']}, model_name is {self.config.model_name}")
+        saved = data.get("train_params", {})
+        for name in ("optimizer", "train_mode"):
+            if name in saved and saved[name] != str(getattr(self.config, name)):
+                raise CheckpointError(
+                    f"resume file {self.config.resume} was trained with {name} '{saved[name]}', "
+                    f"this run asks for '{getattr(self.config, name)}': they must match to continue"
+                )
         if list(data["class_names"]) != self.class_names:
             raise CheckpointError(f"resume file {self.config.resume} was trained on other classes: {', '.join(data['class_names'])}")
         model.load_state_dict(data["state_dict"])
@@ -339,11 +347,20 @@ class Trainer:
         if data.get("scaler"):
             scaler.load_state_dict(data["scaler"])
         self.log(f"resuming {self.config.resume} at epoch {data['epoch'] + 1}, batch {data.get('batch', 0)}")
+        best = data.get("best")
+        previous_best = os.path.join(os.path.dirname(os.path.abspath(self.config.resume)), "best.pth")
+        if best is not None and os.path.isfile(previous_best):
+            # The new run folder starts with the best model so far: best.pth always exists there.
+            tmp = os.path.join(self.run_folder, ".best.pth.tmp")
+            shutil.copy2(previous_best, tmp)
+            os.replace(tmp, os.path.join(self.run_folder, "best.pth"))
+        else:
+            best = None  # its weights are gone: this run's own best becomes best.pth
         return {
             "epoch": int(data["epoch"]),
             "batch": int(data.get("batch", 0)),
             "history": list(data.get("history", [])),
-            "best": data.get("best"),
+            "best": best,
             "stale": int(data.get("stale", 0)),
         }
 

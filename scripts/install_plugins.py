@@ -4,7 +4,8 @@ Each installed folder is self-contained, as Ikomia HUB installs a plugin: it wor
 Plugins/Python/ or beside its sibling. The repository keeps a single resnext_core.
 
   python scripts/install_plugins.py                 # into the current user's Ikomia plugin folder
-  python scripts/install_plugins.py --dest DIR      # into DIR (packaging, tests)
+  python scripts/install_plugins.py --dest DIR      # into DIR (tests)
+  python scripts/install_plugins.py --dest dist --zip   # HUB packages: dist/<name>/ and dist/<name>.zip
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def install_plugin(name: str, dest: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dest", help="destination folder (default: Ikomia's Plugins/Python)")
+    parser.add_argument("--zip", action="store_true", help="also write <dest>/<name>.zip of each folder")
     parser.add_argument("plugins", nargs="*", help=f"plugins to install (default: all of {', '.join(PLUGINS)})")
     args = parser.parse_args(argv)
     dest = args.dest or ikomia_plugin_dir()
@@ -64,7 +66,10 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown plugin(s) {', '.join(unknown)}: expected {', '.join(PLUGINS)}")
     for name in names:
-        print(f"installed {install_plugin(name, dest)}")
+        folder = install_plugin(name, dest)
+        print(f"installed {folder}")
+        if args.zip:
+            print(f"packaged {shutil.make_archive(folder, 'zip', root_dir=dest, base_dir=name)}")
     return 0
 
 

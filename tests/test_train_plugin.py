@@ -148,6 +148,9 @@ def test_stop_within_a_batch_then_resume(tmp_path, digits):
     assert "optimizer" in last and "scheduler" in last and "scaler" in last
     resumed = Trainer(_config(tmp_path, data, resume=os.path.join(first.run_folder, "last.pth"))).run()
     assert not resumed.stopped and resumed.epochs_done == 2 and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert os.path.isfile(os.path.join(resumed.run_folder, "best.pth")), "a resumed run folder holds the best model too"
+    with pytest.raises(Exception, match="optimizer 'adamw'"):
+        Trainer(_config(tmp_path, data, optimizer="sgd", resume=os.path.join(first.run_folder, "last.pth"))).run()
     whole = Trainer(_config(tmp_path, data)).run()
     assert whole.epochs_done == 2
     assert abs(whole.history[-1]["val_top1"] - resumed.history[-1]["val_top1"]) <= 0.5
