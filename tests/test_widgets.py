@@ -28,6 +28,8 @@ widget.combo_precision.setCurrentText("fp32")
 widget.combo_dataset.setCurrentText("Custom")
 widget.browse_weights.qedit_file.setText("/data/best.pth")
 widget.browse_classes.qedit_file.setText("/data/classes.txt")
+out["controls"] = sorted(widget.current_values())
+out["defaults"] = sorted(sys.modules["infer_torchvision_resnext.infer_torchvision_resnext_process"].DEFAULTS)
 widget.on_apply()
 out["size_text"] = widget.spin_size.text()
 out["applied"] = task.get_parameters()
@@ -44,6 +46,7 @@ def _result(code):
 
 def test_infer_widget_restores_edits_and_applies():
     out = _result(INFER_WIDGET)
+    assert out["controls"] == out["defaults"], "every parameter has a control"
     assert out["restored"] == ["resnext101_32x8d", 3, 256]
     assert out["models"] == ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
     assert out["weights_64x4d"] == ["DEFAULT", "IMAGENET1K_V1"]
@@ -81,6 +84,9 @@ widget.check_onnx.setChecked(True)
 widget.browse_dataset.qedit_file.setText("/data/digits")
 widget.browse_output.qedit_file.setText("/data/runs")
 widget.edit_run_name.setText("exp1")
+out["controls"] = sorted(widget.current_values())
+import sys
+out["defaults"] = sorted(sys.modules["train_torchvision_resnext.train_torchvision_resnext_process"].DEFAULTS)
 widget.on_apply()
 out["applied"] = task.get_parameters()
 print("RESULT" + json.dumps(out))
@@ -89,6 +95,7 @@ print("RESULT" + json.dumps(out))
 
 def test_train_widget_restores_edits_and_applies():
     out = _result(TRAIN_WIDGET)
+    assert out["controls"] == out["defaults"], "every parameter has a control"
     assert out["restored"] == ["resnext101_64x4d", 3, pytest.approx(0.02), False, False]
     assert out["weights"] == ["DEFAULT", "IMAGENET1K_V1", "none"]
     applied = out["applied"]
