@@ -245,3 +245,23 @@ def test_read_image_keeps_depth_and_channels(tmp_path):
         read_image(str(tmp_path / "broken.png"))
     for name in ("g16.png", "rgba.png", "palette.png", "cmyk.jpg"):
         assert Preprocessing(32, 36)(read_image(str(tmp_path / name))).shape == (3, 32, 32)
+
+
+class _Payload:
+    """Unpickling this would create a file: the code must never run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_unsafe_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}, "payload": _Payload(str(marker))}, path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.load_checkpoint(str(path))
+    assert not marker.exists()
