@@ -154,29 +154,16 @@ def training_step_race(model_name: str, batch: int, size: int, repeats: int) -> 
     return race({"baseline_train_step": make(False), "ours_train_step": make(True)}, repeats)
 
 
-def gpu_throughput(model_name: str, batches=(1, 256), repeats: int = 20) -> dict:
-    """Our model path on CUDA (channels_last, auto precision): bs1 latency and large-batch img/s."""
+def gpu_throughput(model_name: str, batches=(1, 256)) -> dict:
+    """Our model path on CUDA (auto precision): bs1 latency and large-batch img/s."""
     import torch
 
+    from gpu_check import speed
     from resnext_core import load_classifier
-    from resnext_core.runtime import autocast
 
     torch.backends.cudnn.benchmark = True
     classifier = load_classifier(model_name, device="cuda", precision="auto")
-    result = {}
-    for batch in batches:
-        x = torch.randn(batch, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(classifier.device, classifier.dtype):
-            for _ in range(5):
-                classifier.model(x)
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(repeats):
-                classifier.model(x)
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) / repeats
-        result[f"bs{batch}"] = {"ms_per_batch": 1000 * seconds, "images_per_s": batch / seconds}
-    return result
+    return {f"bs{batch}": speed(classifier, batch) for batch in batches}
 
 
 FIRST_IMAGE = r"""

@@ -19,3 +19,10 @@ from .models import ALIASES, DEFAULT_MODEL, MODEL_NAMES, resolve_model_name, res
 from .preprocess import Preprocessing, parse_input_size
 from .runtime import DEVICES, PRECISIONS
 
+
+__all__ = [
+    "ALIASES", "DEFAULT_MODEL", "DEVICES", "MODEL_CACHE", "MODEL_NAMES", "PRECISIONS",
+    "CheckpointError", "Classifier", "ConfigError", "DatasetError", "ImageError", "ModelSpec", "Preprocessing",
+    "ResNeXtError", "WeightsUnavailableError", "load_checkpoint", "load_classifier", "parse_input_size",
+    "read_class_file", "resolve_model_name", "resolve_weights", "save_checkpoint", "weight_names",
+]

@@ -6,7 +6,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -163,8 +162,3 @@ def load_classifier(
 
     return Classifier(MODEL_CACHE.get(key, loader), torch_device, dtype, input_size)
 
-
-def classify(image: np.ndarray, classifier: Classifier) -> list:
-    """All classes of one image, [(name, confidence), ...] best first."""
-    probabilities = classifier.predict([image])[0]
-    return classifier.top_k(probabilities, probabilities.numel())

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_write_text, safe_load, save_checkpoint
-from .data import EpochBatches, ImageDataset, TrainTransform, discover
-from .errors import CheckpointError, ConfigError, DatasetError
+from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
+from .errors import CheckpointError, ConfigError
 from .metrics import classification_metrics
 from .models import NO_WEIGHTS, build_model, load_pretrained_state_dict, resolve_model_name, resolve_weights
 from .preprocess import Preprocessing
@@ -414,8 +414,6 @@ class Trainer:
 
 
 def _sample_images(items, count):
-    from .data import read_image
-
     return [read_image(path) for path, _ in items[:count]]
 
 

@@ -1,6 +1,5 @@
 """resnext_core on its own: model table, weights, preprocessing parity, checkpoints, cache."""
 import os
-import sys
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import sys
 import zipfile
 
 import pytest
-import torch
 from PIL import Image
 
 from conftest import ROOT, TORCH_HOME, run_python

@@ -238,7 +238,6 @@ def test_error_bad_image_and_parameters(imagenet_weights):
 
 
 def test_info_is_complete():
-    from ikomia.dataprocess import registry  # noqa: F401
     from ikomia import core
     _, task = new_task()
     factory = sys.modules["infer_torchvision_resnext.infer_torchvision_resnext_process"].InferResNeXtFactory()

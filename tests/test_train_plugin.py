@@ -13,7 +13,7 @@ from PIL import Image
 
 from helpers import INFER, TRAIN, new_task, results
 from resnext_core.checkpoint import safe_load
-from resnext_core.errors import ConfigError, DatasetError
+from resnext_core.errors import ConfigError
 from resnext_core.metrics import classification_metrics
 from resnext_core.training import TrainConfig, Trainer
 
