@@ -16,7 +16,6 @@ from .preprocess import Preprocessing
 from .runtime import (
     autocast,
     disable_openmp_dynamic_threads,
-    inference_memory_format,
     resolve_device,
     resolve_precision,
 )
@@ -43,7 +42,6 @@ class Classifier:
         self.preprocessing = loaded.preprocessing.at_size(input_size) if input_size else loaded.preprocessing
         self.device = device
         self.dtype = dtype
-        self.memory_format = inference_memory_format(device, dtype)
 
     @property
     def input_size(self) -> int:
@@ -57,7 +55,7 @@ class Classifier:
     def _forward(self, images) -> torch.Tensor:
         disable_openmp_dynamic_threads()
         batch = self.preprocessing.batch(images).to(self.device, non_blocking=True)
-        batch = batch.contiguous(memory_format=self.memory_format)
+        batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(self.device, self.dtype):
             logits = self.model(batch)
         return logits.float().softmax(dim=1).cpu()
@@ -157,7 +155,7 @@ def load_classifier(
 
     def loader() -> LoadedModel:
         loaded = _load(model_name, weights, weight_file, class_file)
-        loaded.model.eval().to(torch_device, memory_format=inference_memory_format(torch_device, dtype))
+        loaded.model.eval().to(torch_device, memory_format=torch.channels_last)
         return loaded
 
     return Classifier(MODEL_CACHE.get(key, loader), torch_device, dtype, input_size)
