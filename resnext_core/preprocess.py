@@ -60,13 +60,13 @@ def _to_unit_range(image: np.ndarray) -> np.ndarray:
             return image.astype(np.uint8)
         return image.astype(np.float32) / 65535.0
     if np.issubdtype(image.dtype, np.floating):
-        image = image.astype(np.float32, copy=False)
         if not np.isfinite(image).all():
             raise ImageError("Image contains NaN or infinite values")
         # Floats in [0, 1] are taken as they are; larger values as 0..255 (OpenCV's float convention).
+        # Scaled and clipped before the cast, so float64 values beyond float32's range stay finite.
         if image.size and image.max() > 1.0:
             image = image / 255.0
-        return np.clip(image, 0.0, 1.0)
+        return np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
     raise ImageError(f"Unsupported image dtype {image.dtype}: expected uint8, uint16, integer, bool or float")
 
 

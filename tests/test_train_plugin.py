@@ -266,3 +266,31 @@ def test_real_accuracy_on_heldout_digits(tmp_path, digits):
     accuracy = correct / len(items)
     print(f"held-out accuracy after 5 epochs: {accuracy:.3f}")
     assert accuracy >= 0.90
+
+
+def _children() -> list:
+    pid = os.getpid()
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            found += handle.read().split()
+    return found
+
+
+def test_data_workers_train_and_shut_down_when_stopped(tmp_path, digits):
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    before = _children()
+    result = Trainer(_config(tmp_path, data, epochs=1, num_workers=2)).run()
+    assert result.epochs_done == 1 and not result.stopped
+    calls = {"n": 0}
+
+    def stop_at_third_batch():
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    stopped = Trainer(_config(tmp_path, data, epochs=3, num_workers=2), should_stop=stop_at_third_batch).run()
+    assert stopped.stopped
+    deadline = time.time() + 10
+    while _children() != before and time.time() < deadline:
+        time.sleep(0.2)
+    assert _children() == before, "data-loading workers are gone once training returns"
