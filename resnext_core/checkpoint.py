@@ -6,6 +6,7 @@ A checkpoint is a dict of plain data and tensors, loadable with torch.load(weigh
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
@@ -31,35 +32,36 @@ class ModelSpec:
     state_dict: dict
 
 
-def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = ""):
+    """Yield a temporary path beside `path`; once written, it is synced and renamed onto `path`.
+
+    A crash or an error never leaves half a file: readers see the old file or the new one.
+    suffix keeps the extension writers read the format from (matplotlib, ONNX).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def atomic_save(obj, path: str) -> None:
+    """torch.save, atomically."""
+    with atomic_path(path, ".pth") as tmp:
+        torch.save(obj, tmp)
 
 
 def atomic_write_text(text: str, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def save_checkpoint(path: str, model_name: str, state_dict: dict, class_names, preprocessing: Preprocessing, **extra) -> None:
@@ -111,6 +113,14 @@ def read_class_file(path: str) -> list:
     if duplicates:
         raise CheckpointError(f"Class file {path} repeats class names: {', '.join(duplicates)}")
     return names
+
+
+def check_class_count(class_names, names_source: str, num_outputs: int, model_description: str) -> None:
+    if len(class_names) != num_outputs:
+        raise CheckpointError(
+            f"Class count mismatch: {names_source} names {len(class_names)} classes "
+            f"but {model_description} has {num_outputs} outputs"
+        )
 
 
 def _strip_prefix(state_dict: dict) -> dict:
@@ -180,11 +190,6 @@ def load_checkpoint(path: str, class_file: str = "", imagenet_categories=None) -
             f"Weight file {path} is a plain state dict with {num_outputs} outputs: "
             f"give a class_file with its {num_outputs} class names, one a line"
         )
-    if len(class_names) != num_outputs:
-        source = class_file or path
-        raise CheckpointError(
-            f"Class count mismatch: {source} names {len(class_names)} classes "
-            f"but the model in {path} has {num_outputs} outputs"
-        )
+    check_class_count(class_names, class_file or path, num_outputs, f"the model in {path}")
     preprocessing = Preprocessing.from_dict(data["preprocessing"]) if ours else Preprocessing()
     return ModelSpec(model_name, class_names, preprocessing, state_dict)

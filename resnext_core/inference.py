@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, read_class_file
-from .errors import CheckpointError, ConfigError
+from .checkpoint import check_class_count, load_checkpoint, read_class_file
+from .errors import ConfigError
 from .models import build_model, load_pretrained_state_dict, resolve_model_name, resolve_weights
 from .preprocess import Preprocessing
 from .runtime import (
@@ -91,11 +91,7 @@ def _load(model_name: str, weights: str, weight_file: str, class_file: str) -> L
     class_names = list(entry.meta["categories"])
     if class_file:  # e.g. the public plugin's imagenet_classes.txt, or translated names
         class_names = read_class_file(class_file)
-        if len(class_names) != len(entry.meta["categories"]):
-            raise CheckpointError(
-                f"Class count mismatch: {class_file} names {len(class_names)} classes "
-                f"but {model_name} {entry.name} has {len(entry.meta['categories'])} outputs"
-            )
+        check_class_count(class_names, class_file, len(entry.meta["categories"]), f"{model_name} {entry.name}")
     model = build_model(model_name)
     model.load_state_dict(load_pretrained_state_dict(entry))
     return LoadedModel(model, class_names, Preprocessing.from_weights(entry), f"{model_name} {entry}")

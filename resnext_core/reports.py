@@ -1,12 +1,11 @@
 """Training artefacts: plots (matplotlib, headless) and the ONNX export with its parity check."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import atomic_path, load_checkpoint
 from .models import build_model
 
 
@@ -55,9 +54,8 @@ def plot_training_curves(history: list, path: str) -> None:
 
 
 def _save_figure(figure, path: str) -> None:
-    tmp = path + ".tmp.png"
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path, ".png") as tmp:
+        figure.savefig(tmp, dpi=100)
 
 
 def export_onnx(checkpoint_path: str, onnx_path: str, sample: torch.Tensor) -> tuple:
@@ -68,18 +66,17 @@ def export_onnx(checkpoint_path: str, onnx_path: str, sample: torch.Tensor) -> t
     model = build_model(spec.model_name, num_classes=len(spec.class_names))
     model.load_state_dict(spec.state_dict)
     model.eval()
-    tmp = onnx_path + ".tmp.onnx"
-    torch.onnx.export(
-        model,
-        (sample[:1],),
-        tmp,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
-        external_data=False,
-        dynamo=True,
-    )
-    os.replace(tmp, onnx_path)
+    with atomic_path(onnx_path, ".onnx") as tmp:
+        torch.onnx.export(
+            model,
+            (sample[:1],),
+            tmp,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
+            external_data=False,
+            dynamo=True,
+        )
     session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         expected = model(sample).numpy()

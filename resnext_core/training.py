@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_text, safe_load, save_checkpoint
+from .checkpoint import atomic_path, atomic_write_text, safe_load, save_checkpoint
 from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
 from .errors import CheckpointError, ConfigError
 from .metrics import classification_metrics
@@ -351,9 +351,8 @@ class Trainer:
         previous_best = os.path.join(os.path.dirname(os.path.abspath(self.config.resume)), "best.pth")
         if best is not None and os.path.isfile(previous_best):
             # The new run folder starts with the best model so far: best.pth always exists there.
-            tmp = os.path.join(self.run_folder, ".best.pth.tmp")
-            shutil.copy2(previous_best, tmp)
-            os.replace(tmp, os.path.join(self.run_folder, "best.pth"))
+            with atomic_path(os.path.join(self.run_folder, "best.pth"), ".pth") as tmp:
+                shutil.copy2(previous_best, tmp)
         else:
             best = None  # its weights are gone: this run's own best becomes best.pth
         return {
@@ -375,12 +374,10 @@ class Trainer:
         rows = [_scalars(row) for row in history]
         columns = list(dict.fromkeys(k for row in rows for k in row))
         path = os.path.join(self.run_folder, "metrics.csv")
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(path, ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
 
     def _write_report(self, metrics: dict):
         """Per-class metrics and confusion matrix of the best epoch."""
