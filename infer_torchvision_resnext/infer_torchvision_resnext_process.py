@@ -1,6 +1,8 @@
 """infer_torchvision_resnext: Param, task and factory, thin adapters over resnext_core."""
 import copy
 
+import numpy as np
+
 from ikomia import core, dataprocess
 
 from .resnext_core import load_classifier
@@ -82,10 +84,17 @@ class InferResNeXt(dataprocess.CClassificationTask):
         else:
             self._classify_regions(classifier)
         self.emit_step_progress()
+        self._make_input_forwardable()
         self.end_task_run()
         if labelled is not None:
             # end_task_run() forwards the input image to output 0: the labelled copy goes in after it.
             self.get_output(0).set_image(labelled)
+
+    def _make_input_forwardable(self):
+        """end_task_run() forwards the input image through OpenCV, which has no float16 kernels."""
+        image = self.get_input(0).get_image()
+        if image.dtype == np.float16:
+            self.get_input(0).set_image(image.astype(np.float32))
 
     def _classify_whole_image(self, classifier, top_k):
         """Sets the results; returns the image with the top-k labels drawn."""

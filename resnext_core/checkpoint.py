@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import dataclass
 
@@ -81,6 +82,8 @@ def safe_load(path: str, map_location="cpu"):
     """torch.load(weights_only=True) with errors that name the file and the problem."""
     if not path:
         raise CheckpointError("No weight file given")
+    if os.path.isdir(path):
+        raise CheckpointError(f"Weight file {path} is a folder: expected a .pth file (best.pth of a training run)")
     if not os.path.isfile(path):
         raise CheckpointError(f"Weight file not found: {path}")
     if os.path.getsize(path) == 0:
@@ -88,14 +91,23 @@ def safe_load(path: str, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"Weight file {path} was refused: it holds objects that torch.load(weights_only=True) "
-            f"does not allow (pickled code or whole models are never executed): {str(exc).splitlines()[0]}"
-        ) from None
+        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if code:
+            raise CheckpointError(
+                f"Weight file {path} was refused: it would run {code.group(1)} when loaded "
+                "(only tensors and plain data are accepted; pickled code or whole models never run)"
+            ) from None
+        raise CheckpointError(f"Weight file {path} is corrupt or not a PyTorch file: {_torch_reason(exc)}") from None
     except Exception as exc:  # torch raises many types for damaged files (RuntimeError, EOFError, KeyError...)
-        raise CheckpointError(
-            f"Weight file {path} is corrupt or not a PyTorch file: {str(exc).splitlines()[0]}"
-        ) from None
+        raise CheckpointError(f"Weight file {path} is corrupt or not a PyTorch file: {_torch_reason(exc)}") from None
+
+
+def _torch_reason(exc: Exception) -> str:
+    """The line of torch's message that says what was wrong, without its advice to load unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = [line for line in lines if "WeightsUnpickler error:" in line or line.startswith("Unsupported")]
+    reason = detail[-1] if detail else (lines[0] if lines else type(exc).__name__)
+    return reason.replace("WeightsUnpickler error:", "").strip()[:200]
 
 
 def read_class_file(path: str) -> list:

@@ -89,8 +89,10 @@ def _scan(folder: str, class_names: list, skipped: list) -> dict:
 
 def discover(folder: str, val_split: float = 0.2, seed: int = 0) -> DatasetSplit:
     """train/<class>/ + val/<class>/, or flat <class>/ folders split by val_split (per class, seeded)."""
-    if not folder or not os.path.isdir(folder):
-        raise DatasetError(f"Dataset folder not found: {folder or '(none given)'}")
+    if not folder:
+        raise DatasetError("No dataset given: set dataset_folder, or connect a dataset folder to the task's input")
+    if not os.path.isdir(folder):
+        raise DatasetError(f"Dataset folder not found: {folder}")
     skipped, warnings = [], []
     train_dir, val_dir = os.path.join(folder, "train"), os.path.join(folder, "val")
     if os.path.isdir(train_dir) and os.path.isdir(val_dir):

@@ -41,12 +41,12 @@ def draw_labels(image, lines) -> np.ndarray:
     line_height = max(b[3] for b in boxes) + margin
     box_width = max(b[2] for b in boxes) + 2 * margin
     box_height = line_height * len(lines) + margin
-    # Blend only the box region: a 4000 px photo must not be converted to float whole.
+    # Only the box region is blended and drawn on: a 10000 px image is never converted or copied whole again.
     region = canvas[:box_height, :box_width].astype(np.float32)
     region = region * (1.0 - BOX_OPACITY) + BOX_OPACITY * np.asarray(BOX_COLOR, dtype=np.float32)
-    canvas[:box_height, :box_width] = region.round().astype(np.uint8)
-    pil = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(pil)
+    box = Image.fromarray(region.round().astype(np.uint8))
+    draw = ImageDraw.Draw(box)
     for row, line in enumerate(lines):
         draw.text((margin, margin + row * line_height), line, font=font, fill=TEXT_COLOR)
-    return np.asarray(pil)
+    canvas[:box_height, :box_width] = np.asarray(box)
+    return canvas

@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint import check_class_count, load_checkpoint, read_class_file
 from .errors import ConfigError
-from .models import build_model, load_pretrained_state_dict, resolve_model_name, resolve_weights
+from .models import load_pretrained_state_dict, model_with_weights, resolve_model_name, resolve_weights
 from .preprocess import Preprocessing
 from .runtime import (
     autocast,
@@ -81,9 +81,8 @@ def _load(model_name: str, weights: str, weight_file: str, class_file: str) -> L
     if weight_file:
         imagenet = resolve_weights(model_name or "resnext50", "DEFAULT").meta["categories"]
         spec = load_checkpoint(weight_file, class_file, imagenet_categories=imagenet)
-        model = build_model(spec.model_name, num_classes=len(spec.class_names))
         try:
-            model.load_state_dict(spec.state_dict)
+            model = model_with_weights(spec.model_name, spec.state_dict, num_classes=len(spec.class_names))
         except RuntimeError as exc:  # detect_architecture makes this unlikely; keep the message readable
             raise ConfigError(f"Weight file {weight_file} does not fit {spec.model_name}: {exc}") from None
         return LoadedModel(model, spec.class_names, spec.preprocessing, f"{spec.model_name} from {weight_file}")
@@ -92,8 +91,7 @@ def _load(model_name: str, weights: str, weight_file: str, class_file: str) -> L
     if class_file:  # e.g. the public plugin's imagenet_classes.txt, or translated names
         class_names = read_class_file(class_file)
         check_class_count(class_names, class_file, len(entry.meta["categories"]), f"{model_name} {entry.name}")
-    model = build_model(model_name)
-    model.load_state_dict(load_pretrained_state_dict(entry))
+    model = model_with_weights(model_name, load_pretrained_state_dict(entry))
     return LoadedModel(model, class_names, Preprocessing.from_weights(entry), f"{model_name} {entry}")
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as F
+from torchvision.transforms.v2 import functional as F
 
 from .errors import ConfigError, ImageError
 
@@ -22,7 +22,7 @@ MIN_INPUT_SIZE = 16  # ResNeXt downsamples by 32; below 16 px the features are o
 MAX_INPUT_SIZE = 1024
 # Beyond this aspect ratio the long side is cut (centred) before resizing: the centre crop never
 # reaches it, and a 1 x 100000 strip would otherwise become a 232 x 23200000 tensor. Below it the
-# result is exactly torchvision's (the cut shifts the sampling grid by a fraction of a pixel).
+# result is torchvision's (the cut shifts the sampling grid by a fraction of a pixel).
 MAX_ASPECT = 8.0
 
 
@@ -43,7 +43,8 @@ def parse_input_size(value) -> int | None:
 
 
 def _to_unit_range(image: np.ndarray) -> np.ndarray:
-    """uint8 stays uint8 (exact parity with torchvision); every other dtype becomes float32 in [0, 1]."""
+    """uint8 stays uint8 (resized by torch's uint8 kernel, no float copy of a large photo);
+    every other dtype becomes float32 in [0, 1]."""
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.bool_:
@@ -155,7 +156,7 @@ class Preprocessing:
         return F.center_crop(tensor, [self.crop_size])
 
     def normalize(self, tensor: torch.Tensor) -> torch.Tensor:
-        return F.normalize(F.convert_image_dtype(tensor, torch.float), self.mean, self.std)
+        return F.normalize(F.to_dtype(tensor, torch.float32, scale=True), self.mean, self.std)
 
     def __call__(self, image) -> torch.Tensor:
         """One image (numpy array) -> normalised 3 x crop x crop float tensor."""
@@ -166,7 +167,7 @@ class Preprocessing:
         crops = [self.resize_crop(image_to_tensor(image)) for image in images]
         # Mixed uint8/float crops are brought to float before stacking.
         if len({c.dtype for c in crops}) > 1:
-            crops = [F.convert_image_dtype(c, torch.float) for c in crops]
+            crops = [F.to_dtype(c, torch.float32, scale=True) for c in crops]
         return self.normalize(torch.stack(crops))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_path, load_checkpoint
-from .models import build_model
+from .models import model_with_weights
 
 
 def _pyplot():
@@ -63,8 +63,7 @@ def export_onnx(checkpoint_path: str, onnx_path: str, sample: torch.Tensor) -> t
     import onnxruntime
 
     spec = load_checkpoint(checkpoint_path)
-    model = build_model(spec.model_name, num_classes=len(spec.class_names))
-    model.load_state_dict(spec.state_dict)
+    model = model_with_weights(spec.model_name, spec.state_dict, num_classes=len(spec.class_names))
     model.eval()
     with atomic_path(onnx_path, ".onnx") as tmp:
         torch.onnx.export(

@@ -42,6 +42,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits as an image-folder dataset: train/<class>/*.png and heldout/<class>/*.png."""
+    from digits_dataset import write_digits_dataset
+
+    folder = os.path.join(SESSION_DIR, "digits")
+    write_digits_dataset(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def session_dir():
     return SESSION_DIR
 

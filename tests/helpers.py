@@ -2,14 +2,18 @@
 import os
 import sys
 
+import glob
+
 import numpy as np
 import torch
+from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import install_plugins as installer  # noqa: E402
-from resnext_core import models  # noqa: E402
+from resnext_core import checkpoint, models  # noqa: E402
+from resnext_core.preprocess import Preprocessing  # noqa: E402
 
 PLUGIN_DIR = os.path.join(os.environ["HOME"], "Ikomia", "Plugins", "Python")
 INFER = "infer_torchvision_resnext"
@@ -73,3 +77,31 @@ def run_on_array(task, image: np.ndarray):
 
 def results(task):
     return [(name, float(conf)) for name, conf in task.get_whole_image_results()]
+
+
+def small_checkpoint(path, classes=("cat", "dog", "bird"), **extra):
+    """A trained-format checkpoint (random resnext50, 64 px) for the given class names; returns the model."""
+    torch.manual_seed(0)
+    model = models.build_model("resnext50", num_classes=len(classes))
+    checkpoint.save_checkpoint(str(path), "resnext50", model.state_dict(), classes, Preprocessing(64, 73), **extra)
+    return model
+
+
+def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None, split=False):
+    """A few real digit images per class, in mixed formats: gray, RGBA, 16-bit, other sizes."""
+    root = str(root)
+    sources = {c: sorted(glob.glob(os.path.join(digits_folder, "train", c, "*.png")))[:per_class] for c in classes}
+    for c, paths in sources.items():
+        for i, path in enumerate(paths):
+            sub = ("val" if i % 4 == 0 else "train") if split else ""
+            target = os.path.join(root, sub, c)
+            os.makedirs(target, exist_ok=True)
+            image = Image.open(path)
+            if i % 4 == 1:
+                image = image.convert("RGBA").resize((40, 36))
+            elif i % 4 == 2:
+                image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+            elif i % 4 == 3:
+                image = image.convert("RGB").resize((48, 48))
+            image.save(os.path.join(target, f"{i}.png"))
+    return root

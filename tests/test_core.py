@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import cache_random_weights, textured_image
+from helpers import cache_random_weights, small_checkpoint, textured_image
 from resnext_core import checkpoint, models
 from resnext_core.errors import CheckpointError, ConfigError, ImageError, WeightsUnavailableError
 from resnext_core.inference import MODEL_CACHE, ModelCache, load_classifier
@@ -57,7 +57,11 @@ def test_preprocessing_matches_weights_transforms(weights, shape):
     ours = Preprocessing.from_weights(entry)(image)
     reference = entry.transforms()(torch.from_numpy(image).permute(2, 0, 1))
     assert ours.shape == reference.shape == (3, 224, 224)
-    assert (ours - reference).abs().max() < 1e-3
+    # Ours resizes uint8 in torch's uint8 kernel (no float copy of the whole photo), rounding in
+    # fixed point: at most one 1/255 level from the float path of the reference (a quarter level on average).
+    one_level = 1 / 255 / min(entry.transforms().std)
+    assert (ours - reference).abs().max() < one_level + 1e-4
+    assert (ours - reference).abs().mean() < 0.25 * one_level
     # torchvision's own transform on a PIL image differs only by PIL's resampling (a few 1/255 steps).
     assert (ours - entry.transforms()(Image.fromarray(image))).abs().mean() < 0.02
 
@@ -137,15 +141,8 @@ def test_pretrained_weights_load_from_torch_cache():
     assert torch.equal(model.fc.weight, torch.load(path, weights_only=True)["fc.weight"])
 
 
-def _small_checkpoint(path, classes=("cat", "dog", "bird"), **extra):
-    torch.manual_seed(0)
-    model = models.build_model("resnext50", num_classes=len(classes))
-    checkpoint.save_checkpoint(str(path), "resnext50", model.state_dict(), classes, Preprocessing(64, 73), **extra)
-    return model
-
-
 def test_checkpoint_round_trip(tmp_path):
-    model = _small_checkpoint(tmp_path / "best.pth", epoch=3)
+    model = small_checkpoint(tmp_path / "best.pth", epoch=3)
     spec = checkpoint.load_checkpoint(str(tmp_path / "best.pth"))
     assert spec.model_name == "resnext50_32x4d" and spec.class_names == ["cat", "dog", "bird"]
     assert spec.preprocessing == Preprocessing(64, 73)
@@ -170,7 +167,7 @@ def test_architecture_is_read_from_the_weights(tmp_path):
 
 
 def test_class_count_mismatch_names_both_numbers(tmp_path):
-    _small_checkpoint(tmp_path / "best.pth")
+    small_checkpoint(tmp_path / "best.pth")
     (tmp_path / "five.txt").write_text("a\nb\nc\nd\ne\n")
     with pytest.raises(CheckpointError, match=r"5 classes.*3 outputs"):
         checkpoint.load_checkpoint(str(tmp_path / "best.pth"), str(tmp_path / "five.txt"))
@@ -190,7 +187,7 @@ def test_class_file_duplicates_refused(tmp_path):
 def test_bad_weight_files_name_the_path(tmp_path, content, message):
     path = tmp_path / "weights.pth"
     if content == "truncate":
-        _small_checkpoint(path)
+        small_checkpoint(path)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     elif content is not None:
@@ -206,11 +203,11 @@ def test_model_cache_is_shared_and_bounded(tmp_path):
     for key in ["a", "b", "a", "c", "b"]:
         cache.get(key, lambda key=key: loads.append(key) or key)
     assert loads == ["a", "b", "c", "b"] and len(cache) == 2
-    _small_checkpoint(tmp_path / "m.pth")
+    small_checkpoint(tmp_path / "m.pth")
     first = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32")
     second = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32", input_size=96)
     assert first.model is second.model and second.input_size == 96 and first.input_size == 64
-    _small_checkpoint(tmp_path / "m.pth", classes=("x", "y"))  # a retrained file is reloaded
+    small_checkpoint(tmp_path / "m.pth", classes=("x", "y"))  # a retrained file is reloaded
     third = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32")
     assert third.model is not first.model and third.class_names == ["x", "y"]
     assert len(MODEL_CACHE) <= MODEL_CACHE.capacity

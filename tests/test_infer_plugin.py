@@ -7,9 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import INFER, cache_random_weights, new_task, results, run_on_array, textured_image
-from resnext_core import checkpoint, models
-from resnext_core.preprocess import Preprocessing
+from helpers import INFER, cache_random_weights, new_task, results, run_on_array, small_checkpoint, textured_image
+from resnext_core import models
 
 SNIPPET = """
 from ikomia.dataprocess.workflow import Workflow
@@ -108,17 +107,11 @@ def test_model_and_weights_changes_take_effect(imagenet_weights):
     assert len({tuple(v2[:5]), tuple(v1[:5]), tuple(results(task)[:5])}) == 3
 
 
-def _custom_checkpoint(path, classes=("cat", "dog", "bird"), size=64):
-    torch.manual_seed(1)
-    model = models.build_model("resnext50", num_classes=len(classes))
-    checkpoint.save_checkpoint(str(path), "resnext50", model.state_dict(), classes, Preprocessing(size, size))
-    return str(path)
-
-
 def test_trained_checkpoint_needs_only_its_path(tmp_path, imagenet_weights):
     _, task = new_task()
     run_on_array(task, textured_image(100, 100))
-    weight_file = _custom_checkpoint(tmp_path / "best.pth")
+    weight_file = str(tmp_path / "best.pth")
+    small_checkpoint(weight_file)
     task.set_parameters({"model_weight_file": weight_file})
     run_on_array(task, textured_image(100, 100))
     assert_ranked(results(task), 3)
@@ -163,7 +156,8 @@ def test_any_image(imagenet_weights, image):
 def test_regions_classified_in_one_batched_forward(tmp_path):
     from ikomia import core
 
-    weight_file = _custom_checkpoint(tmp_path / "regions.pth")
+    weight_file = str(tmp_path / "regions.pth")
+    small_checkpoint(weight_file)
     _, task = new_task(params={"model_weight_file": weight_file})
     image = textured_image(400, 400)
     boxes = [core.CGraphicsRectangle(20 + 90 * (i % 4), 20 + 90 * (i // 4), 60, 50) for i in range(16)]
@@ -207,7 +201,8 @@ def test_error_missing_and_corrupt_weight_files(tmp_path):
 
 
 def test_error_class_count_mismatch(tmp_path):
-    weight_file = _custom_checkpoint(tmp_path / "three.pth")
+    weight_file = str(tmp_path / "three.pth")
+    small_checkpoint(weight_file)
     (tmp_path / "two.txt").write_text("a\nb\n")
     message = _run_error({"model_weight_file": weight_file, "class_file": str(tmp_path / "two.txt")})
     assert "2 classes" in message and "3 outputs" in message

@@ -1,6 +1,5 @@
 """Property tests (hypothesis): any image array and any parameter string get a result or a clear error."""
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

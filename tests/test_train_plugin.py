@@ -11,44 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import INFER, TRAIN, new_task, results
+from helpers import INFER, TRAIN, new_task, results, tiny_dataset
 from resnext_core.checkpoint import safe_load
 from resnext_core.errors import ConfigError
 from resnext_core.metrics import classification_metrics
 from resnext_core.training import TrainConfig, Trainer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from digits_dataset import heldout_items, write_digits_dataset  # noqa: E402
+from digits_dataset import heldout_items  # noqa: E402
 
 TINY = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "1", "batch_size": "8",
         "optimizer": "adamw", "learning_rate": "0.002", "weight_decay": "0.05", "hflip": "False", "val_split": "0.25"}
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_digits_dataset(str(folder))
-    return str(folder)
-
-
-def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None, split=False):
-    """A few real digit images per class, in mixed formats: gray, RGBA, 16-bit, other sizes."""
-    root = str(root)
-    sources = {c: sorted(glob.glob(os.path.join(digits_folder, "train", c, "*.png")))[:per_class] for c in classes}
-    for c, paths in sources.items():
-        for i, path in enumerate(paths):
-            sub = ("val" if i % 4 == 0 else "train") if split else ""
-            target = os.path.join(root, sub, c)
-            os.makedirs(target, exist_ok=True)
-            image = Image.open(path)
-            if i % 4 == 1:
-                image = image.convert("RGBA").resize((40, 36))
-            elif i % 4 == 2:
-                image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
-            elif i % 4 == 3:
-                image = image.convert("RGB").resize((48, 48))
-            image.save(os.path.join(target, f"{i}.png"))
-    return root
 
 
 def run_training(params):
@@ -294,3 +267,14 @@ def test_data_workers_train_and_shut_down_when_stopped(tmp_path, digits):
     while _children() != before and time.time() < deadline:
         time.sleep(0.2)
     assert _children() == before, "data-loading workers are gone once training returns"
+
+
+def test_a_failed_training_does_not_break_the_next(tmp_path, digits):
+    """A run failing after its MLflow run started (bad resume file) must not leave that run active."""
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    (tmp_path / "last.pth").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(Exception, match="last.pth is corrupt"):
+        run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "failed"),
+                      "resume": str(tmp_path / "last.pth")})
+    _, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "next")})
+    assert os.path.isfile(os.path.join(run, "best.pth"))

@@ -177,7 +177,12 @@ class TrainResNeXt(dnntrain.TrainProcess):
         mlflow.set_tracking_uri(uri)
         self.begin_task_run()
         print(f"train_torchvision_resnext: run folder {trainer.run_folder} (MLflow: {uri})", flush=True)
-        result = trainer.run()
+        try:
+            result = trainer.run()
+        except BaseException:
+            # Left active, the MLflow run would break the next training: its store is not the next one's.
+            mlflow.end_run(status="FAILED")
+            raise
         if result.skipped:
             self.log_metric("skipped_files", result.skipped)
         self.get_output(0).set_path(trainer.run_folder)
