@@ -22,6 +22,7 @@ DEFAULTS = {
     "top_k": "5",
     "device": "auto",
     "precision": "auto",
+    "calibration_folder": "",
     "dataset": "ImageNet",
 }
 # The public plugin's name for the weight file.
@@ -57,6 +58,7 @@ def classifier_for(values: ParamValues):
         device=values["device"],
         precision=values["precision"],
         input_size=parse_input_size(values["input_size"]),
+        calibration_folder=values["calibration_folder"].strip(),
     )
 
 

@@ -2,7 +2,7 @@
 import torch
 from ikomia import core, dataprocess
 from ikomia.utils import pyqtutils, qtconversion
-from PyQt6.QtWidgets import QGridLayout
+from PyQt6.QtWidgets import QFileDialog, QGridLayout
 
 from .infer_torchvision_resnext_process import DATASETS, MAX_TOP_K, InferResNeXtParam
 from .resnext_core.models import MODEL_NAMES, weight_names
@@ -51,6 +51,9 @@ class InferResNeXtWidget(core.CWorkflowTaskWidget):
         self.combo_precision = pyqtutils.append_combo(grid, "Precision")
         self.combo_precision.addItems(PRECISIONS)
         select(self.combo_precision, values["precision"])
+        self.browse_calibration = pyqtutils.append_browse_file(
+            grid, "int8 calibration images", values["calibration_folder"], mode=QFileDialog.FileMode.Directory
+        )
 
         self.set_layout(qtconversion.PyQtToQt(grid))
 
@@ -69,6 +72,7 @@ class InferResNeXtWidget(core.CWorkflowTaskWidget):
             "top_k": str(self.spin_top_k.value()),
             "device": self.combo_device.currentText(),
             "precision": self.combo_precision.currentText(),
+            "calibration_folder": self.browse_calibration.qedit_file.text().strip(),
         }
 
     def on_apply(self):

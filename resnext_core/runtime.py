@@ -10,7 +10,7 @@ import torch
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # int8: opt-in, CPU, calibrated (quantize.py)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -78,13 +78,17 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
         return torch.float16
     if key == "bf16":
         return torch.bfloat16
+    if key == "int8":
+        if device.type != "cpu":
+            raise ConfigError("precision 'int8' runs on the CPU (x86): use device cpu, or bf16/fp16 on CUDA")
+        return torch.int8
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
-    """Mixed-precision context for `dtype`, or nothing for fp32."""
-    if dtype == torch.float32:
+    """Mixed-precision context for `dtype`; nothing for fp32, nor for int8 (its model is quantized)."""
+    if dtype in (torch.float32, torch.int8):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

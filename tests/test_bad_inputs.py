@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from helpers import INFER, TRAIN, cache_random_weights, new_task, small_checkpoint, textured_image, tiny_dataset
 from resnext_core import models
@@ -92,6 +93,13 @@ def _missing_fc(tmp_path, _):
     del state["fc.weight"], state["fc.bias"]
     torch.save(state, path)
     return {"model_weight_file": str(path)}
+
+
+def _calibration_images(tmp_path, _):
+    for index in range(6):
+        Image.fromarray(textured_image(80, 100, seed=index)).save(tmp_path / f"{index}.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not an image")  # skipped, not fatal
+    return {"calibration_folder": str(tmp_path)}
 
 
 def _dataset(layout):
@@ -184,6 +192,12 @@ CASES = [
     Case("top-k-empty", INFER, ["top_k must be an integer"], {"top_k": ""}),
     Case("device-unknown", INFER, ["Unknown device 'tpu'"], {"device": "tpu"}),
     Case("precision-unknown", INFER, ["Unknown precision 'int3'"], {"precision": "int3"}),
+    Case("int8-without-calibration", INFER, ["int8", "calibration_folder"], {"precision": "int8"}),
+    Case("int8-calibration-missing", INFER, ["calibration_folder not found", "nowhere"],
+         {"precision": "int8", "calibration_folder": "/nowhere"}),
+    Case("int8-calibration-no-images", INFER, ["holds no image files"], {"precision": "int8"},
+         prepare=lambda tmp_path, _: {"calibration_folder": str(tmp_path)}),
+    Case("int8-calibrated", INFER, OK, {"precision": "int8", "input_size": "64"}, prepare=_calibration_images),
     Case("dataset-unknown", INFER, ["dataset must be one of", "Mars"], {"dataset": "Mars"}),
     Case("custom-without-file", INFER, ["no model_weight_file"], {"dataset": "Custom"}),
     # Weight and class files (inference)

@@ -14,12 +14,14 @@ from PIL import Image
 from helpers import INFER, TRAIN, new_task, results, tiny_dataset
 from resnext_core.checkpoint import safe_load
 from resnext_core.errors import ConfigError
+from resnext_core.inference import load_classifier
 from resnext_core.metrics import classification_metrics
 from resnext_core.training import TrainConfig, Trainer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 from digits_dataset import heldout_items  # noqa: E402
 
+FAST_PRECISIONS = ["bf16", "int8"]  # bf16: what 'auto' picks on capable hardware; int8: opt-in. fp16 is CUDA only
 TINY = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "1", "batch_size": "8",
         "optimizer": "adamw", "learning_rate": "0.002", "weight_decay": "0.05", "hflip": "False", "val_split": "0.25"}
 
@@ -224,21 +226,45 @@ def test_metrics_match_a_hand_checked_confusion_matrix():
     assert "top5" not in metrics
 
 
-@pytest.mark.slow
-def test_real_accuracy_on_heldout_digits(tmp_path, digits):
-    """Five epochs from scratch: a broken trainer (labels shuffled, no learning) stays near 10%."""
-    _, run = run_training({**TINY, "dataset_folder": os.path.join(digits, "train"), "output_folder": str(tmp_path / "out"),
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory, digits):
+    """Five epochs from scratch on the digits' train split, through the plugin: the run's best.pth."""
+    out = tmp_path_factory.mktemp("digits-run")
+    _, run = run_training({**TINY, "dataset_folder": os.path.join(digits, "train"), "output_folder": str(out),
                            "epochs": "5", "batch_size": "32", "min_crop_scale": "0.6", "val_split": "0.1"})
-    _, infer = new_task(INFER, {"model_weight_file": os.path.join(run, "best.pth")})
-    items = heldout_items(digits)
+    return os.path.join(run, "best.pth")
+
+
+@pytest.fixture(scope="module")
+def heldout(digits):
+    return [(np.asarray(Image.open(path).convert("RGB")), truth) for path, truth in heldout_items(digits)]
+
+
+@pytest.mark.slow
+def test_real_accuracy_on_heldout_digits(digits_model, heldout):
+    """A broken trainer (labels shuffled, no learning) stays near 10%."""
+    _, infer = new_task(INFER, {"model_weight_file": digits_model})
     correct = 0
-    for path, truth in items:
-        infer.get_input(0).set_image(np.asarray(Image.open(path).convert("RGB")))
+    for image, truth in heldout:
+        infer.get_input(0).set_image(image)
         infer.run()
         correct += infer.get_whole_image_results()[0][0] == truth
-    accuracy = correct / len(items)
+    accuracy = correct / len(heldout)
     print(f"held-out accuracy after 5 epochs: {accuracy:.3f}")
     assert accuracy >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", FAST_PRECISIONS)
+def test_fast_precisions_agree_with_fp32(digits_model, heldout, digits, precision):
+    """Faster precisions keep top-1 agreement >= 99% with fp32 (the rule 'auto' follows; int8 is held to it too)."""
+    images = [image for image, _ in heldout]
+    exact = load_classifier(weight_file=digits_model, device="cpu", precision="fp32").predict(images).argmax(1)
+    fast = load_classifier(weight_file=digits_model, device="cpu", precision=precision,
+                           calibration_folder=os.path.join(digits, "train")).predict(images).argmax(1)
+    agreement = (exact == fast).float().mean().item()
+    print(f"{precision}: top-1 agreement with fp32 {agreement:.4f} over {len(images)} held-out digits")
+    assert agreement >= 0.99
 
 
 def _children() -> list:

@@ -28,6 +28,7 @@ widget.combo_precision.setCurrentText("fp32")
 widget.combo_dataset.setCurrentText("Custom")
 widget.browse_weights.qedit_file.setText("/data/best.pth")
 widget.browse_classes.qedit_file.setText("/data/classes.txt")
+widget.browse_calibration.qedit_file.setText("/data/calibration")
 out["controls"] = sorted(widget.current_values())
 out["defaults"] = sorted(sys.modules["infer_torchvision_resnext.infer_torchvision_resnext_process"].DEFAULTS)
 widget.on_apply()
@@ -56,7 +57,7 @@ def test_infer_widget_restores_edits_and_applies():
     assert applied["input_size"] == "auto" and applied["top_k"] == "7"
     assert applied["device"] == "cpu" and applied["precision"] == "fp32" and applied["dataset"] == "Custom"
     assert applied["model_weight_file"] == "/data/best.pth" and applied["model_path"] == "/data/best.pth"
-    assert applied["class_file"] == "/data/classes.txt"
+    assert applied["class_file"] == "/data/classes.txt" and applied["calibration_folder"] == "/data/calibration"
 
 
 TRAIN_WIDGET = r"""
