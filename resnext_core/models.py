@@ -70,7 +70,9 @@ def model_with_weights(model_name: str, state_dict: dict, num_classes: int = 100
     with torch.device("meta"):
         model = build_model(model_name, num_classes=num_classes)
     model.load_state_dict(state_dict, assign=True)
-    return model.float()  # assigned tensors keep their dtype: a half-precision file computes in fp32 too
+    # Assigned tensors keep their dtype and layout (a half-precision file, channels_last weights of a
+    # training run): bring them to what a freshly built model has.
+    return model.float().to(memory_format=torch.contiguous_format)
 
 
 def cached_weights_path(weights: WeightsEnum) -> str:

@@ -231,6 +231,7 @@ CASES = [
     Case("train-input-size-zero", TRAIN, ["input_size must be between"], {"input_size": "0"}, prepare=TRAIN_GOOD),
     Case("train-bool-garbage", TRAIN, ["hflip must be true or false"], {"hflip": "maybe"}, prepare=TRAIN_GOOD),
     Case("train-mode-unknown", TRAIN, ["train_mode must be one of"], {"train_mode": "magic"}, prepare=TRAIN_GOOD),
+    Case("train-model-unknown", TRAIN, ["Unknown model_name 'vgg'", "resnext50_32x4d"], {"model_name": "vgg"}, prepare=TRAIN_GOOD),
     Case("train-device-unknown", TRAIN, ["Unknown device 'tpu'"], {"device": "tpu"}, prepare=TRAIN_GOOD),
     Case("train-feature-extract-no-weights", TRAIN, ["needs pretrained weights"],
          {"weights": "none", "train_mode": "feature_extract"}, prepare=TRAIN_GOOD),

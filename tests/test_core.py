@@ -213,6 +213,17 @@ def test_model_cache_is_shared_and_bounded(tmp_path):
     assert len(MODEL_CACHE) <= MODEL_CACHE.capacity
 
 
+def test_weights_are_assigned_as_a_fresh_model_holds_them():
+    """Training saves channels_last weights, users may save half ones: the model gets fp32, contiguous."""
+    trained = models.build_model("resnext50", num_classes=3).to(memory_format=torch.channels_last)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in trained.state_dict().items()}
+    model = models.model_with_weights("resnext50", state, num_classes=3)
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
+    assert torch.equal(model.conv1.weight, state["conv1.weight"].float())
+    with pytest.raises(RuntimeError, match="fc.weight"):
+        models.model_with_weights("resnext50", {k: v for k, v in state.items() if k != "fc.weight"}, num_classes=3)
+
+
 def test_folded_batch_norms_compute_the_same_function():
     from resnext_core.inference import fold_batch_norms
 

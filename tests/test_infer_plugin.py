@@ -187,27 +187,6 @@ def _run_error(params, image=None):
     return str(info.value)
 
 
-def test_error_unknown_model_lists_choices():
-    message = _run_error({"model_name": "resnet101"})
-    assert "Unknown model_name 'resnet101'" in message and "resnext101_64x4d" in message
-
-
-def test_error_missing_and_corrupt_weight_files(tmp_path):
-    missing = str(tmp_path / "nope.pth")
-    assert f"Weight file not found: {missing}" in _run_error({"model_weight_file": missing})
-    corrupt = tmp_path / "corrupt.pth"
-    corrupt.write_bytes(b"\x80\x02garbage")
-    assert str(corrupt) in _run_error({"model_weight_file": str(corrupt)})
-
-
-def test_error_class_count_mismatch(tmp_path):
-    weight_file = str(tmp_path / "three.pth")
-    small_checkpoint(weight_file)
-    (tmp_path / "two.txt").write_text("a\nb\n")
-    message = _run_error({"model_weight_file": weight_file, "class_file": str(tmp_path / "two.txt")})
-    assert "2 classes" in message and "3 outputs" in message
-
-
 def test_error_custom_without_class_file(tmp_path):
     torch.save(models.build_model("resnext50", num_classes=7).state_dict(), tmp_path / "plain7.pth")
     message = _run_error({"dataset": "Custom", "model_weight_file": str(tmp_path / "plain7.pth")})
@@ -222,10 +201,7 @@ def test_error_weights_not_cached_and_no_network(tmp_path, monkeypatch):
     assert "$TORCH_HOME/hub/checkpoints/resnext101_64x4d-173b62eb.pth" in message
 
 
-def test_error_bad_image_and_parameters(imagenet_weights):
-    assert "5 channels" in _run_error({}, np.zeros((20, 20, 5), np.uint8)) or "got 5" in _run_error({}, np.zeros((20, 20, 5), np.uint8))
-    assert "top_k must be an integer" in _run_error({"top_k": "many"})
-    assert "input_size must be between" in _run_error({"input_size": "-3"})
+def test_misspelt_parameter_is_refused_by_name():
     # Ikomia's set_parameters() drops names get_values() does not list; a direct set_values() refuses them.
     _, task = new_task()
     with pytest.raises(Exception, match="Unknown parameter 'modle_name'"):

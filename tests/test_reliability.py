@@ -160,9 +160,9 @@ rng = np.random.default_rng(0)
 samples, done = [], 0
 for cycle in range(5):
     for source in sources:
-        task.set_parameters({{"model_name": "resnext50_32x4d", "model_weight_file": "", "input_size": "64", **source}})
+        task.set_parameters({{"model_name": "resnext50_32x4d", "model_weight_file": "", "input_size": "32", **source}})
         for _ in range(25):
-            h, w = rng.integers(16, 700, 2)
+            h, w = rng.integers(16, 500, 2)
             task.get_input(0).set_image(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
             task.run()
             done += 1
