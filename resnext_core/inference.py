@@ -138,10 +138,11 @@ class ModelCache:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
+            # Room is made before loading: the new model never coexists with the one it replaces.
+            while len(self._entries) >= self.capacity:
+                self._entries.popitem(last=False)
             loaded = loader()
             self._entries[key] = loaded
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
             return loaded
 
     def __len__(self) -> int:

@@ -201,8 +201,9 @@ def test_model_cache_is_shared_and_bounded(tmp_path):
     cache = ModelCache(capacity=2)
     loads = []
     for key in ["a", "b", "a", "c", "b"]:
-        cache.get(key, lambda key=key: loads.append(key) or key)
-    assert loads == ["a", "b", "c", "b"] and len(cache) == 2
+        cache.get(key, lambda key=key: loads.append((key, len(cache))) or key)
+    # Room is made before each load: a new model never sits beside the one it evicts.
+    assert loads == [("a", 0), ("b", 1), ("c", 1), ("b", 1)] and len(cache) == 2
     small_checkpoint(tmp_path / "m.pth")
     first = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32")
     second = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32", input_size=96)

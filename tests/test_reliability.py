@@ -176,7 +176,9 @@ print(json.dumps({{"done": done, "rss": samples, "peak": {PEAK_RSS}, "cached": l
     steady = report["rss"][1:]  # the first cycle fills the cache and the allocator's pools
     assert max(steady) - steady[0] < 150, report  # no growth with the number of inferences
     assert report["cached"] == 2, report
-    assert report["peak"] < 4000, report  # two resnext101 at most (~0.35 GB each), plus torch
+    # Two cached models (~0.35 GB each at most) + one being loaded and folded + torch and ikomia (~1.5 GB);
+    # the flat RSS above is what shows the bound is honoured, this only catches a blow-up.
+    assert report["peak"] < 5000, report
 
 
 LARGE_SET = (48, 2000)  # images, side: 549 MiB once decoded

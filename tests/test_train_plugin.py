@@ -239,8 +239,11 @@ def _children() -> list:
     pid = os.getpid()
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as handle:
-            found += handle.read().split()
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += handle.read().split()
+        except FileNotFoundError:  # the thread ended since the listing
+            continue
     return found
 
 
