@@ -14,9 +14,10 @@ from .checkpoint import check_class_count, load_checkpoint, read_class_file
 from .errors import ConfigError
 from .models import load_pretrained_state_dict, model_with_weights, resolve_model_name, resolve_weights
 from .preprocess import Preprocessing
-from .quantize import calibration_batches, calibration_paths, quantize_int8
+from .quantize import calibration_images, quantize_int8
 from .runtime import (
     autocast,
+    choice_key,
     disable_openmp_dynamic_threads,
     resolve_device,
     resolve_precision,
@@ -46,7 +47,7 @@ class Classifier:
         self.model = loaded.model
         self.class_names = loaded.class_names
         self.description = loaded.description
-        self.preprocessing = loaded.preprocessing.at_size(input_size) if input_size else loaded.preprocessing
+        self.preprocessing = loaded.preprocessing.at_size(input_size)
         self.device = device
         self.dtype = dtype
         self.auto_precision = auto_precision
@@ -180,17 +181,17 @@ def load_classifier(
     dtype = resolve_precision(precision, torch_device)
     key = (source, _file_identity(class_file), str(torch_device), dtype)
     if dtype == torch.int8:  # a quantized model is specific to its calibration and input size
-        calibration_paths(calibration_folder)  # validated before the slow part
         key += (_file_identity(calibration_folder), input_size)
 
     def loader() -> LoadedModel:
+        # Calibration images are read first: a bad calibration_folder fails before the slow load.
+        calibration = calibration_images(calibration_folder) if dtype == torch.int8 else None
         loaded = _load(model_name, weights, weight_file, class_file)
         fold_batch_norms(loaded.model.eval()).to(torch_device, memory_format=torch.channels_last)
-        if dtype == torch.int8:
-            preprocessing = loaded.preprocessing.at_size(input_size) if input_size else loaded.preprocessing
-            loaded.model = quantize_int8(loaded.model, calibration_batches(calibration_folder, preprocessing))
+        if calibration:
+            loaded.model = quantize_int8(loaded.model, loaded.preprocessing.at_size(input_size), calibration)
         return loaded
 
-    auto = str(precision).strip().lower() in ("", "auto")
+    auto = choice_key(precision) == "auto"
     return Classifier(MODEL_CACHE.get(key, loader), torch_device, dtype, input_size, auto_precision=auto)
 

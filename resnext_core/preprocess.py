@@ -129,10 +129,13 @@ class Preprocessing:
             mean=tuple(reference.mean),
             std=tuple(reference.std),
         )
-        return base.at_size(input_size) if input_size else base
+        return base.at_size(input_size)
 
-    def at_size(self, input_size: int) -> "Preprocessing":
-        """Same recipe for another crop size: the resize keeps its ratio to the crop (232/224)."""
+    def at_size(self, input_size: int | None) -> "Preprocessing":
+        """Same recipe for another crop size: the resize keeps its ratio to the crop (232/224).
+        None (input_size 'auto') keeps this one."""
+        if not input_size:
+            return self
         resize = round(input_size * self.resize_size / self.crop_size)
         return Preprocessing(input_size, resize, self.mean, self.std)
 

@@ -21,7 +21,9 @@ from .preprocess import Preprocessing
 
 CALIBRATION_IMAGES = 32  # observed ranges settle well before; more only slows the (slow) observers
 CALIBRATION_BATCH = 8
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # batches are padded up: one compiled graph per bucket
+# Batches are padded up to a bucket: one compiled graph per bucket. The largest is inference.MAX_BATCH,
+# the most images Classifier.predict sends in one call.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def calibration_paths(folder: str, count: int = CALIBRATION_IMAGES) -> list:
@@ -45,7 +47,8 @@ def calibration_paths(folder: str, count: int = CALIBRATION_IMAGES) -> list:
     return paths[::step][:count]
 
 
-def calibration_batches(folder: str, preprocessing: Preprocessing) -> list:
+def calibration_images(folder: str) -> list:
+    """The calibration images of `folder`, read; a clear error where there are none."""
     images = []
     for path in calibration_paths(folder):
         try:
@@ -54,7 +57,7 @@ def calibration_batches(folder: str, preprocessing: Preprocessing) -> list:
             continue  # an unreadable file among many does not spoil calibration
     if not images:
         raise ConfigError(f"calibration_folder {folder}: none of its image files could be read")
-    return [preprocessing.batch(images[i : i + CALIBRATION_BATCH]) for i in range(0, len(images), CALIBRATION_BATCH)]
+    return images
 
 
 def _check_toolchain() -> None:
@@ -77,8 +80,6 @@ class Int8Model(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         count = batch.shape[0]
-        if count > BATCH_BUCKETS[-1]:
-            return torch.cat([self(batch[i : i + BATCH_BUCKETS[-1]]) for i in range(0, count, BATCH_BUCKETS[-1])])
         bucket = next(size for size in BATCH_BUCKETS if size >= count)
         if bucket > count:
             batch = torch.cat([batch, batch[-1:].expand(bucket - count, -1, -1, -1)])
@@ -91,10 +92,11 @@ class Int8Model(nn.Module):
             return self.compiled(batch.clone())[:count]
 
 
-def quantize_int8(model: nn.Module, batches: list) -> Int8Model:
+def quantize_int8(model: nn.Module, preprocessing: Preprocessing, images: list) -> Int8Model:
     """Export (strict: torchvision's Bottleneck reuses one ReLU module, which non-strict export
-    merges into one partition the quantizer refuses), observe `batches`, convert, compile."""
+    merges into one partition the quantizer refuses), observe `images`, convert, compile."""
     _check_toolchain()
+    batches = [preprocessing.batch(images[i : i + CALIBRATION_BATCH]) for i in range(0, len(images), CALIBRATION_BATCH)]
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 

@@ -13,9 +13,14 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # int8: opt-in, CPU, calibrated (quantize.py)
 
 
+def choice_key(name) -> str:
+    """A device or precision name as compared: case and spaces ignored, empty meaning 'auto'."""
+    return str(name).strip().lower() or "auto"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> cuda when available, else cpu; 'cuda' or 'cuda:N' only where CUDA exists."""
-    key = str(name).strip().lower() or "auto"
+    key = choice_key(name)
     if key == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if key == "cpu":
@@ -67,7 +72,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """Compute dtype for a precision name. 'auto': bf16 where the hardware runs it natively, else fp32."""
-    key = str(name).strip().lower() or "auto"
+    key = choice_key(name)
     if key not in PRECISIONS:
         raise ConfigError(f"Unknown precision '{name}': expected one of {', '.join(PRECISIONS)}")
     if key == "fp32":
