@@ -44,6 +44,16 @@ def cache_random_weights(model_name: str, weights: str = "DEFAULT") -> str:
     return path
 
 
+class FileCreatingPayload:
+    """Unpickling this would create a file: a checkpoint holding it tests that such code never runs."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def textured_image(height: int, width: int, channels: int = 3, dtype=np.uint8, seed: int = 0) -> np.ndarray:
     """A smooth random image (gradients + blobs): stable under resizing, unlike white noise."""
     rng = np.random.default_rng(seed)

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import INFER, TRAIN, cache_random_weights, new_task, small_checkpoint, textured_image, tiny_dataset
+from helpers import (INFER, TRAIN, FileCreatingPayload, cache_random_weights, new_task, small_checkpoint, textured_image,
+                     tiny_dataset)
 from resnext_core import models
 
 OK = "result"
@@ -75,16 +76,8 @@ def _class_file(text):
 
 def _unsafe_pickle(tmp_path, _):
     path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {}, "payload": _Payload(str(tmp_path / "pwned"))}, path)
+    torch.save({"state_dict": {}, "payload": FileCreatingPayload(str(tmp_path / "pwned"))}, path)
     return {"model_weight_file": str(path)}
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def _missing_fc(tmp_path, _):

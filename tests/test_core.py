@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import cache_random_weights, small_checkpoint, textured_image
+from helpers import FileCreatingPayload, cache_random_weights, small_checkpoint, textured_image
 from resnext_core import checkpoint, models
 from resnext_core.errors import CheckpointError, ConfigError, ImageError, WeightsUnavailableError
 from resnext_core.inference import MODEL_CACHE, ModelCache, load_classifier
@@ -290,20 +290,10 @@ def test_read_image_keeps_depth_and_channels(tmp_path):
         assert Preprocessing(32, 36)(read_image(str(tmp_path / name))).shape == (3, 32, 32)
 
 
-class _Payload:
-    """Unpickling this would create a file: the code must never run."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_unsafe_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}, "payload": _Payload(str(marker))}, path)
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}, "payload": FileCreatingPayload(str(marker))}, path)
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="refused"):
         checkpoint.load_checkpoint(str(path))

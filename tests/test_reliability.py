@@ -204,9 +204,7 @@ def test_training_streams_images_instead_of_preloading(tmp_path):
                   "train_mode": "scratch", "input_size": "32", "epochs": "1", "batch_size": "4", "val_split": "0.2",
                   "export_pth": "False"}
         code = "import json, resource\n" + TRAIN_SCRIPT.format(train=TRAIN, params=repr(params)) + f"print(json.dumps({PEAK_RSS}))"
-        completed = run_python(code)
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        peaks[label] = json.loads(completed.stdout.strip().splitlines()[-1])
+        peaks[label] = _json_tail(run_python(code))
     decoded = count * side * side * 3 / 2**20
     print(f"peak RSS small {peaks['small']:.0f} MiB, large {peaks['large']:.0f} MiB; the large set decodes to {decoded:.0f} MiB")
     assert peaks["large"] - peaks["small"] < 0.35 * decoded, peaks
