@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: install plugins test demo package clean
+.PHONY: install plugins develop test demo pictures package clean
 
 install: $(STAMP) plugins
 
@@ -18,11 +18,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 plugins: $(STAMP)
 	$(PY) scripts/install_plugins.py
 
+# Development: Ikomia's plugin folders become links to this checkout; edits take effect on the next run.
+develop: $(STAMP)
+	$(PY) scripts/install_plugins.py --link
+
 test: install
 	$(PY) -m pytest
 
 demo: install
 	$(PY) scripts/demo.py
+
+# The README's pictures (docs/images/), from the demo's real run and the panels rendered offscreen.
+pictures: install
+	$(PY) scripts/readme_pictures.py
 
 package: $(STAMP)
 	rm -rf dist

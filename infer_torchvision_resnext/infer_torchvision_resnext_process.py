@@ -1,64 +1,72 @@
-"""infer_torchvision_resnext: Param, task and factory, thin adapters over resnext_core."""
+"""infer_torchvision_resnext: its parameters (declared once), Param, task and factory, thin adapters over resnext_core."""
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 
 from ikomia import core, dataprocess
 
 from .resnext_core import load_classifier
-from .resnext_core.metadata import KEYWORDS, fill_info
 from .resnext_core.drawing import draw_labels, format_label
 from .resnext_core.errors import ConfigError
-from .resnext_core.models import DEFAULT_MODEL
-from .resnext_core.params import ParamValues, alias, parse_choice, parse_int
-from .resnext_core.preprocess import parse_input_size
+from .resnext_core.models import DEFAULT_MODEL, MODEL_NAMES, offered_weights, resolve_model_name
+from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from .resnext_core.runtime import PRECISIONS, device_option
+from .resnext_core.schema import ADVANCED, FILE, FOLDER, SIZE, Schema, alias, option
+from .resnext_ikomia.metadata import KEYWORDS, fill_info
+from .resnext_ikomia.param import SchemaParam
 
-DEFAULTS = {
-    "model_name": DEFAULT_MODEL,
-    "weights": "DEFAULT",
-    "input_size": "auto",
-    "model_weight_file": "",
-    "class_file": "",
-    "top_k": "5",
-    "device": "auto",
-    "precision": "auto",
-    "calibration_folder": "",
-    "dataset": "ImageNet",
-}
-# The public plugin's name for the weight file.
-LEGACY = {"model_path": alias("model_weight_file")}
 DATASETS = ("ImageNet", "Custom")
-MAX_TOP_K = 1000
 
 
-class InferResNeXtParam(core.CWorkflowTaskParam):
-    """All values are strings, as Ikomia stores them; they are validated when the task runs."""
+@dataclass
+class InferConfig:
+    model_name: str = option(
+        DEFAULT_MODEL, "Model", "ResNeXt variant; aliases resnext50, resnext101 (= 32x8d). A weight file decides it itself.",
+        choices=MODEL_NAMES, parse_with=resolve_model_name)
+    weights: str = option(
+        "DEFAULT", "ImageNet weights", "torchvision weights: DEFAULT is the best (V2, or V1 for 64x4d).",
+        choices=lambda values: offered_weights(values["model_name"]), depends_on="model_name")
+    model_weight_file: str = option(
+        "", "Custom weight file", "A train_torchvision_resnext checkpoint, or a plain state-dict .pth with class_file.",
+        kind=FILE, file_filter="PyTorch checkpoint (*.pth *.pt)")
+    class_file: str = option(
+        "", "Class file", "One class name a line; overrides the checkpoint's names (same count).",
+        kind=FILE, file_filter="Text file (*.txt)")
+    top_k: int = option(5, "Labels drawn (top-k)", "Labels drawn on the image (0 = none); results hold every class.", low=0, high=1000)
+    input_size: int = option(
+        None, "Input size", "Crop size in pixels; auto = the weights' or checkpoint's own.",
+        kind=SIZE, low=MIN_INPUT_SIZE, high=MAX_INPUT_SIZE, group=ADVANCED)
+    device: str = device_option(group=ADVANCED)
+    precision: str = option(
+        "auto", "Precision", "auto: bf16 where the hardware runs it natively, else fp32; int8: CPU, needs calibration images.",
+        choices=PRECISIONS, group=ADVANCED)
+    calibration_folder: str = option(
+        "", "int8 calibration images", "Images like those to classify; used by precision int8 only.", kind=FOLDER, group=ADVANCED)
+    dataset: str = option(
+        "ImageNet", "Trained on", "The public plugin's switch: Custom requires a weight file.", choices=DATASETS, group=ADVANCED)
 
-    def __init__(self):
-        core.CWorkflowTaskParam.__init__(self)
-        self.values = ParamValues(DEFAULTS, LEGACY)
 
-    def set_values(self, params):
-        self.values.update(params)
-
-    def get_values(self):
-        return self.values.as_dict()
+INFER_SCHEMA = Schema(InferConfig, legacy=[alias("model_path", "model_weight_file")])
 
 
-def classifier_for(values: ParamValues):
+class InferResNeXtParam(SchemaParam):
+    schema = INFER_SCHEMA
+
+
+def classifier_for(config: InferConfig):
     """The (cached) classifier the current parameters describe."""
-    weight_file = values["model_weight_file"].strip()
-    if parse_choice(values, "dataset", DATASETS) == "Custom" and not weight_file:
+    if config.dataset == "Custom" and not config.model_weight_file:
         raise ConfigError("dataset is 'Custom' but no model_weight_file was given")
     return load_classifier(
-        model_name=values["model_name"],
-        weights=values["weights"],
-        weight_file=weight_file,
-        class_file=values["class_file"].strip(),
-        device=values["device"],
-        precision=values["precision"],
-        input_size=parse_input_size(values["input_size"]),
-        calibration_folder=values["calibration_folder"].strip(),
+        model_name=config.model_name,
+        weights=config.weights,
+        weight_file=config.model_weight_file,
+        class_file=config.class_file,
+        device=config.device,
+        precision=config.precision,
+        input_size=config.input_size,
+        calibration_folder=config.calibration_folder,
     )
 
 
@@ -75,14 +83,13 @@ class InferResNeXt(dataprocess.CClassificationTask):
         # Results accumulate across direct run() calls otherwise (a second "Confidence" series...).
         for index in range(1, self.get_output_count()):
             self.get_output(index).clear_data()
-        values = self.get_param_object().values
-        top_k = parse_int(values, "top_k", 0, MAX_TOP_K)
+        config = self.get_param_object().config()
         # Resolved on every run: a parameter change takes effect at once; unchanged ones hit the model cache.
-        classifier = classifier_for(values)
+        classifier = classifier_for(config)
         self.set_names(classifier.class_names)
         labelled = None
         if self.is_whole_image_classification():
-            labelled = self._classify_whole_image(classifier, top_k)
+            labelled = self._classify_whole_image(classifier, config.top_k)
         else:
             self._classify_regions(classifier)
         self.emit_step_progress()

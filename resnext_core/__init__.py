@@ -16,13 +16,13 @@ from .errors import (
 )
 from .inference import MODEL_CACHE, Classifier, load_classifier
 from .models import ALIASES, DEFAULT_MODEL, MODEL_NAMES, resolve_model_name, resolve_weights, weight_names
-from .preprocess import Preprocessing, parse_input_size
+from .preprocess import Preprocessing
 from .runtime import DEVICES, PRECISIONS
 
 
 __all__ = [
     "ALIASES", "DEFAULT_MODEL", "DEVICES", "MODEL_CACHE", "MODEL_NAMES", "PRECISIONS",
     "CheckpointError", "Classifier", "ConfigError", "DatasetError", "ImageError", "ModelSpec", "Preprocessing",
-    "ResNeXtError", "WeightsUnavailableError", "load_checkpoint", "load_classifier", "parse_input_size",
+    "ResNeXtError", "WeightsUnavailableError", "load_checkpoint", "load_classifier",
     "read_class_file", "resolve_model_name", "resolve_weights", "save_checkpoint", "weight_names",
 ]

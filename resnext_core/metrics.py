@@ -29,3 +29,20 @@ def classification_metrics(labels, logits, class_names) -> dict:
     if len(class_names) >= 5:
         result["top5"] = float(top_k_accuracy_score(labels, logits, k=5, labels=indices))
     return result
+
+
+def worst_predictions(labels, logits, count: int) -> list:
+    """The `count` samples with the highest cross-entropy (fastai's "top losses"), worst first:
+    [{"index", "label", "predicted", "confidence" (of the prediction), "loss"}, ...]."""
+    labels = np.asarray(labels)
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    losses = -log_probabilities[np.arange(len(labels)), labels]
+    predicted = logits.argmax(axis=1)
+    order = np.argsort(-losses, kind="stable")[:count]
+    return [
+        {"index": int(i), "label": int(labels[i]), "predicted": int(predicted[i]),
+         "confidence": float(np.exp(log_probabilities[i, predicted[i]])), "loss": float(losses[i])}
+        for i in order
+    ]

@@ -39,6 +39,14 @@ def weight_names(model_name: str) -> list[str]:
     return ["DEFAULT"] + [w.name for w in enum]
 
 
+def offered_weights(model_name: str) -> list[str]:
+    """weight_names() for a widget: DEFAULT alone while the model name is not (yet) valid."""
+    try:
+        return weight_names(model_name)
+    except ConfigError:
+        return ["DEFAULT"]
+
+
 def resolve_weights(model_name: str, weights: str = "DEFAULT") -> WeightsEnum:
     """torchvision weights entry for `weights` ("DEFAULT", "IMAGENET1K_V1", ...), validated."""
     model_name = resolve_model_name(model_name)

@@ -26,22 +26,6 @@ MAX_INPUT_SIZE = 1024
 MAX_ASPECT = 8.0
 
 
-def parse_input_size(value) -> int | None:
-    """None for 'auto' (the weights' or checkpoint's own size), else a validated crop size."""
-    text = str(value).strip().lower()
-    if text in ("auto", ""):
-        return None
-    try:
-        size = int(text)
-    except ValueError:
-        raise ConfigError(f"input_size must be an integer or 'auto', got '{value}'") from None
-    if not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
-        raise ConfigError(
-            f"input_size must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE} (or auto), got {size}"
-        )
-    return size
-
-
 def _to_unit_range(image: np.ndarray) -> np.ndarray:
     """uint8 stays uint8 (resized by torch's uint8 kernel, no float copy of a large photo);
     every other dtype becomes float32 in [0, 1]."""

@@ -53,6 +53,29 @@ def plot_training_curves(history: list, path: str) -> None:
     plt.close(figure)
 
 
+def plot_worst_predictions(worst: list, items: list, class_names, epoch: int, path: str) -> None:
+    """A gallery of the highest-loss validation images, each titled with its truth and the prediction."""
+    from .data import read_image
+    from .preprocess import to_display_rgb
+
+    plt = _pyplot()
+    columns = 4
+    rows = max(1, -(-len(worst) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, sample in zip(grid.flat, worst):
+        image_path, _ = items[sample["index"]]
+        axes.imshow(to_display_rgb(read_image(image_path)))
+        truth, guess = class_names[sample["label"]], class_names[sample["predicted"]]
+        axes.set_title(f"true {truth}\npredicted {guess} ({sample['confidence']:.0%})", fontsize=10,
+                       color="black" if truth == guess else "firebrick")
+    figure.suptitle(f"Worst-classified validation images (highest loss), epoch {epoch}")
+    figure.tight_layout()
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
 def _save_figure(figure, path: str) -> None:
     with atomic_path(path, ".png") as tmp:
         figure.savefig(tmp, dpi=100)

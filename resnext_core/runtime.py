@@ -8,9 +8,21 @@ import functools
 import torch
 
 from .errors import ConfigError
+from .schema import option
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # int8: opt-in, CPU, calibrated (quantize.py)
+
+
+def device_choices(values=None) -> list:
+    """Devices to offer: the names above and each CUDA device of this machine."""
+    return list(DEVICES) + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def device_option(**spec):
+    """The `device` parameter, as both plugins declare it."""
+    return option("auto", "Device", "auto: the first CUDA GPU if any, else the CPU.", choices=device_choices,
+                  accepted="`auto`, `cpu`, `cuda`, `cuda:N`", **spec)
 
 
 def choice_key(name) -> str:

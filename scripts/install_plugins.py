@@ -1,11 +1,13 @@
-"""Copy the plugins, each with its own copy of resnext_core, where Ikomia (or HUB packaging) expects them.
+"""Copy the plugins, each with its own copy of the shared packages, where Ikomia (or HUB packaging) expects them.
 
-Each installed folder is self-contained, as Ikomia HUB installs a plugin: it works alone in
-Plugins/Python/ or beside its sibling. The repository keeps a single resnext_core.
+In the repository each plugin folder links to the one resnext_core and resnext_ikomia (symbolic links),
+so a checkout's plugin folder imports as it is. Installing copies the links' contents: each installed
+folder is self-contained, as Ikomia HUB installs a plugin, and works alone or beside its sibling.
 
   python scripts/install_plugins.py                 # into the current user's Ikomia plugin folder
   python scripts/install_plugins.py --dest DIR      # into DIR (tests)
   python scripts/install_plugins.py --dest dist --zip   # HUB packages: dist/<name>/ and dist/<name>.zip
+  python scripts/install_plugins.py --link          # development: link the checkout's folders instead
 """
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = ("infer_torchvision_resnext", "train_torchvision_resnext")
-SHARED = "resnext_core"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 # Files every plugin folder carries besides its own sources.
 COMMON_FILES = ("LICENSE",)
@@ -41,8 +42,7 @@ def install_plugin(name: str, dest: str) -> str:
     staging = tempfile.mkdtemp(prefix=f".{name}-", dir=dest)
     try:
         folder = os.path.join(staging, name)
-        shutil.copytree(os.path.join(ROOT, name), folder, ignore=IGNORE)
-        shutil.copytree(os.path.join(ROOT, SHARED), os.path.join(folder, SHARED), ignore=IGNORE)
+        shutil.copytree(os.path.join(ROOT, name), folder, ignore=IGNORE)  # follows the links to the shared packages
         for filename in COMMON_FILES:
             shutil.copy2(os.path.join(ROOT, filename), folder)
         target = os.path.join(dest, name)
@@ -54,10 +54,23 @@ def install_plugin(name: str, dest: str) -> str:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def link_plugin(name: str, dest: str) -> str:
+    """dest/name -> the checkout's folder: an edit takes effect on the next run, nothing to reinstall."""
+    os.makedirs(dest, exist_ok=True)
+    target = os.path.join(dest, name)
+    if os.path.islink(target):
+        os.unlink(target)
+    elif os.path.isdir(target):
+        shutil.rmtree(target)
+    os.symlink(os.path.join(ROOT, name), target)
+    return target
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dest", help="destination folder (default: Ikomia's Plugins/Python)")
     parser.add_argument("--zip", action="store_true", help="also write <dest>/<name>.zip of each folder")
+    parser.add_argument("--link", action="store_true", help="link the checkout's folders instead of copying (development)")
     parser.add_argument("plugins", nargs="*", help=f"plugins to install (default: all of {', '.join(PLUGINS)})")
     args = parser.parse_args(argv)
     dest = args.dest or ikomia_plugin_dir()
@@ -66,6 +79,9 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown plugin(s) {', '.join(unknown)}: expected {', '.join(PLUGINS)}")
     for name in names:
+        if args.link:
+            print(f"linked {link_plugin(name, dest)} -> {os.path.join(ROOT, name)}")
+            continue
         folder = install_plugin(name, dest)
         print(f"installed {folder}")
         if args.zip:

@@ -29,9 +29,6 @@ ISOLATED_ENV = {
     "no_proxy": "",
 }
 os.environ.update(ISOLATED_ENV)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
 from helpers import PLUGIN_DIR, install_plugins  # noqa: E402
 
 install_plugins(PLUGIN_DIR)

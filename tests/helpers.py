@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import install_plugins as installer  # noqa: E402
 from resnext_core import checkpoint, models  # noqa: E402

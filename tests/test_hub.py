@@ -15,7 +15,6 @@ from resnext_core import __version__, checkpoint, models
 from resnext_core.preprocess import Preprocessing
 
 PLUGINS = (INFER, TRAIN)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from digits_dataset import write_digits_dataset  # noqa: E402
 
 

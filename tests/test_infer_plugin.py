@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import run_python
 from helpers import INFER, cache_random_weights, new_task, results, run_on_array, small_checkpoint, textured_image
 from resnext_core import models
 
@@ -218,3 +219,32 @@ def test_info_is_complete():
     assert info.license and info.version and info.keywords and info.min_ikomia_version == "0.16.1"
     plugin_dir = os.path.dirname(sys.modules["infer_torchvision_resnext.infer_torchvision_resnext_process"].__file__)
     assert os.path.isfile(os.path.join(plugin_dir, info.icon_path))
+
+
+CV2_ORDER = r"""
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+import cv2
+import numpy as np
+from ikomia.dataprocess.workflow import Workflow
+image = np.zeros((120, 160, 3), np.uint8)
+image[30:90, 40:120] = cv2.cvtColor(np.full((60, 80, 3), (200, 40, 10), np.uint8), cv2.COLOR_RGB2BGR)
+cv2.imwrite("photo.png", image)
+wf = Workflow()
+algo = wf.add_task(name="infer_torchvision_resnext", auto_connect=True)
+wf.run_on(path="photo.png")
+print("RESULT", cv2.__version__, algo.get_whole_image_results()[0][0])
+"""
+
+
+def test_cv2_imports_in_either_order_and_the_plugin_runs(imagenet_weights, tmp_path):
+    """opencv-python-headless beside ikomia's bundled OpenCV: cv2 before or after ikomia, the plugin classifies alike."""
+    outcomes = []
+    for order in (["cv2", "ikomia"], ["ikomia", "cv2"]):
+        completed = run_python(f"import sys; sys.argv[1:] = {order!r}\n" + CV2_ORDER, cwd=str(tmp_path))
+        lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
+        assert completed.returncode == 0 and lines, completed.stderr[-2000:]
+        outcomes.append(lines[-1].split()[1:])
+    assert outcomes[0][0].startswith("5."), "cv2 first: the opencv-python-headless wheel"
+    assert outcomes[0][1] == outcomes[1][1], "the same top-1 whichever OpenCV is loaded"

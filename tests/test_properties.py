@@ -7,9 +7,9 @@ from hypothesis.extra import numpy as hnp
 
 from resnext_core.errors import ConfigError, ImageError
 from resnext_core.models import resolve_model_name, resolve_weights
-from resnext_core.params import ParamValues, parse_bool, parse_float, parse_int
-from resnext_core.preprocess import Preprocessing, parse_input_size
+from resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE, Preprocessing
 from resnext_core.runtime import resolve_device, resolve_precision
+from resnext_core.schema import BOOL, CHOICE, FLOAT, INT, SIZE, Option
 
 DTYPES = st.sampled_from([np.uint8, np.uint16, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_])
 SHAPES = st.one_of(
@@ -38,12 +38,12 @@ def test_any_array_gives_a_tensor_or_a_clear_image_error(data, dtype, shape):
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=20))
 def test_any_parameter_string_gives_a_value_or_a_config_error(text):
-    params = ParamValues({"n": "1", "x": "0.5", "flag": "True"})
-    params.update({"n": text, "x": text, "flag": text})
-    for parse in (lambda: parse_int(params, "n", 0, 100), lambda: parse_float(params, "x", 0.0, 1.0),
-                  lambda: parse_bool(params, "flag"), lambda: parse_input_size(text),
+    options = (Option(1, "n", "", INT, low=0, high=100, name="n"), Option(0.5, "x", "", FLOAT, low=0.0, high=1.0, name="x"),
+               Option(True, "flag", "", BOOL, name="flag"), Option("a", "pick", "", CHOICE, choices=("a", "B"), name="pick"),
+               Option(None, "size", "", SIZE, low=MIN_INPUT_SIZE, high=MAX_INPUT_SIZE, name="size"))
+    for parse in [lambda option=option: option.parse(text) for option in options] + [
                   lambda: resolve_model_name(text), lambda: resolve_weights("resnext50", text),
-                  lambda: resolve_device(text), lambda: resolve_precision(text, torch.device("cpu"))):
+                  lambda: resolve_device(text), lambda: resolve_precision(text, torch.device("cpu"))]:
         try:
             parse()
         except ConfigError as error:

@@ -18,8 +18,7 @@ from resnext_core.inference import load_classifier
 from resnext_core.metrics import classification_metrics
 from resnext_core.training import TrainConfig, Trainer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from digits_dataset import heldout_items  # noqa: E402
+from digits_dataset import heldout_items
 
 FAST_PRECISIONS = ["bf16", "int8"]  # bf16: what 'auto' picks on capable hardware; int8: opt-in. fp16 is CUDA only
 TINY = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "1", "batch_size": "8",
@@ -173,7 +172,7 @@ def test_batch_larger_than_the_set_and_bad_output_folder(tmp_path, digits):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="cannot be created"):
-        Trainer(_config(tmp_path, data, output_folder=str(blocker / "runs")))
+        Trainer(_config(tmp_path, data, output_folder=str(blocker / "runs"))).run()
 
 
 def test_metrics_match_a_hand_checked_confusion_matrix():

@@ -1,65 +1,52 @@
-"""train_torchvision_resnext: Param, task and factory, thin adapters over resnext_core.training."""
+"""train_torchvision_resnext: Param, task and factory, thin adapters over resnext_core.training.
+
+Its parameters are declared once, in resnext_core.train_config.TrainConfig; this file adds the public
+plugin's legacy names.
+"""
 import copy
+import dataclasses
 import os
+import sys
+import time
+
+import numpy as np
+from PIL import Image
 
 import requests
 from ikomia import core, dataprocess
 from ikomia.core import config as ikomia_config
 from ikomia.dnn import dnntrain
 
-from .resnext_core.metadata import KEYWORDS, fill_info
-from .resnext_core.models import DEFAULT_MODEL, NO_WEIGHTS
-from .resnext_core.params import ParamValues, parse_bool, parse_choice, parse_float, parse_int
-from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
-from .resnext_core.training import OPTIMIZERS, TRAIN_MODES, TrainConfig, Trainer
+from .resnext_core.schema import BOOL, Legacy, Schema
+from .resnext_core.train_config import TrainConfig
+from .resnext_core.training import Trainer
+from .resnext_ikomia.metadata import KEYWORDS, fill_info
+from .resnext_ikomia.param import SchemaParam
 
-DEFAULTS = {
-    "dataset_folder": "",
-    "model_name": DEFAULT_MODEL,
-    "weights": "DEFAULT",
-    "train_mode": "fine_tune",
-    "input_size": "224",
-    "epochs": "15",
-    "batch_size": "8",
-    "learning_rate": "0.001",
-    "momentum": "0.9",
-    "weight_decay": "0.0001",
-    "optimizer": "sgd",
-    "warmup_epochs": "1",
-    "label_smoothing": "0.1",
-    "min_crop_scale": "0.25",
-    "hflip": "True",
-    "val_split": "0.2",
-    "seed": "0",
-    "num_workers": "0",
-    "device": "auto",
-    "amp": "True",
-    "patience": "0",
-    "output_folder": "",
-    "export_pth": "True",
-    "export_onnx": "False",
-    "resume": "",
-    "run_name": "",
+# Image outputs after output 0 (the run folder): the run folder's pictures, redrawn after every epoch.
+PICTURE_OUTPUTS = {
+    1: ("confusion_matrix.png", "Confusion matrix (best epoch)"),
+    2: ("training_curves.png", "Training curves"),
+    3: ("worst_predictions.png", "Worst-classified validation images"),
 }
-
-
-def _pretrained(values) -> bool:
-    return values["train_mode"] != "scratch" and values["weights"].strip().lower() not in NO_WEIGHTS
-
+LOG_EVERY_S = 10.0  # batch lines in the log: often enough to watch, rarely enough to read
 
 # The public plugin's booleans, mapped onto train_mode and weights.
-LEGACY = {
-    "feature_extract": (
-        lambda v: str(v["train_mode"] == "feature_extract"),
-        lambda s: {"train_mode": "feature_extract" if s.strip().lower() in ("1", "true", "yes") else "fine_tune"},
+LEGACY = [
+    Legacy(
+        "feature_extract", BOOL,
+        read=lambda config: config.train_mode == "feature_extract",
+        write=lambda on: {"train_mode": "feature_extract" if on else "fine_tune"},
+        help="legacy: `True` = `train_mode` `feature_extract`",
     ),
-    "use_pretrained": (
-        lambda v: str(_pretrained(v)),
-        lambda s: {"train_mode": "fine_tune", "weights": "DEFAULT"}
-        if s.strip().lower() in ("1", "true", "yes")
-        else {"train_mode": "scratch"},
+    Legacy(
+        "use_pretrained", BOOL,
+        read=lambda config: config.pretrained,
+        write=lambda on: {"train_mode": "fine_tune", "weights": "DEFAULT"} if on else {"train_mode": "scratch"},
+        help="legacy: `False` = `train_mode` `scratch`",
     ),
-}
+]
+TRAIN_SCHEMA = Schema(TrainConfig, legacy=LEGACY)
 
 
 def default_output_folder() -> str:
@@ -67,54 +54,12 @@ def default_output_folder() -> str:
     return os.path.join(ikomia_config.main_cfg["data"]["path"], "train_torchvision_resnext")
 
 
-class TrainResNeXtParam(core.CWorkflowTaskParam):
-    """All values are strings, as Ikomia stores them; they are validated when the task runs."""
-
-    def __init__(self):
-        core.CWorkflowTaskParam.__init__(self)
-        self.values = ParamValues(DEFAULTS, LEGACY)
+class TrainResNeXtParam(SchemaParam):
+    schema = TRAIN_SCHEMA
 
     @property
     def cfg(self):  # what ikomia's TrainProcess logs to MLflow
-        return self.values.as_dict()
-
-    def set_values(self, params):
-        self.values.update(params)
-
-    def get_values(self):
-        return self.values.as_dict()
-
-
-def train_config(values, dataset_folder: str) -> TrainConfig:
-    """Parameters (strings) -> validated TrainConfig; each error names the parameter."""
-    return TrainConfig(
-        dataset_folder=dataset_folder,
-        output_folder=values["output_folder"].strip() or default_output_folder(),
-        model_name=values["model_name"],
-        weights=values["weights"].strip() or "DEFAULT",
-        train_mode=parse_choice(values, "train_mode", TRAIN_MODES),
-        input_size=parse_int(values, "input_size", MIN_INPUT_SIZE, MAX_INPUT_SIZE),
-        epochs=parse_int(values, "epochs", 1, 100000),
-        batch_size=parse_int(values, "batch_size", 1, 65536),
-        learning_rate=parse_float(values, "learning_rate", 1e-8, 10.0),
-        momentum=parse_float(values, "momentum", 0.0, 0.999),
-        weight_decay=parse_float(values, "weight_decay", 0.0, 1.0),
-        optimizer=parse_choice(values, "optimizer", OPTIMIZERS),
-        warmup_epochs=parse_float(values, "warmup_epochs", 0.0, 1000.0),
-        label_smoothing=parse_float(values, "label_smoothing", 0.0, 0.99),
-        min_crop_scale=parse_float(values, "min_crop_scale", 0.01, 1.0),
-        hflip=parse_bool(values, "hflip"),
-        val_split=parse_float(values, "val_split", 0.0, 0.9),
-        seed=parse_int(values, "seed", 0, 2**31 - 1),
-        num_workers=parse_int(values, "num_workers", 0, 64),
-        device=values["device"],
-        amp=parse_bool(values, "amp"),
-        patience=parse_int(values, "patience", 0, 100000),
-        export_pth=parse_bool(values, "export_pth"),
-        export_onnx=parse_bool(values, "export_onnx"),
-        resume=values["resume"].strip(),
-        run_name=values["run_name"].strip(),
-    )
+        return self.get_values()
 
 
 def mlflow_server_reachable(uri: str) -> bool:
@@ -136,7 +81,10 @@ class TrainResNeXt(dnntrain.TrainProcess):
             self.remove_input(0)
         self.add_input(dataprocess.CPathIO(core.IODataType.FOLDER_PATH))
         self.add_output(dataprocess.CPathIO(core.IODataType.FOLDER_PATH))
+        for _, title in PICTURE_OUTPUTS.values():
+            self.add_output(dataprocess.CImageIO(core.IODataType.IMAGE, title))
         self._stop_requested = False
+        self._last_log = 0.0
         self.run_folder = ""
 
     # ikomia's base class starts an MLflow server and TensorBoard itself, and offline retries for
@@ -150,48 +98,85 @@ class TrainResNeXt(dnntrain.TrainProcess):
         pass
 
     def get_progress_steps(self):
-        return parse_int(self.get_param_object().values, "epochs", 1, 100000)
+        # Batches per epoch are known only once the dataset is read: run() adds them, one step each.
+        return 1
 
     def stop(self):
         self._stop_requested = True
         super().stop()
 
-    def _dataset_folder(self, values) -> str:
+    def _config(self) -> TrainConfig:
+        """The parameters, with the connected dataset folder and the default output folder filled in."""
+        config = self.get_param_object().config()
         connected = self.get_input(0).get_path() if self.get_input_count() else ""
-        return connected or values["dataset_folder"].strip()
+        return dataclasses.replace(
+            config,
+            dataset_folder=connected or config.dataset_folder,
+            output_folder=config.output_folder or default_output_folder(),
+        )
 
     def run(self):
-        import mlflow
-
         self._stop_requested = False
-        values = self.get_param_object().values
+        self.run_folder = ""
+        for index in PICTURE_OUTPUTS:
+            self.get_output(index).clear_data()
         trainer = Trainer(
-            train_config(values, self._dataset_folder(values)),
+            self._config(),
+            on_start=self._on_start,
+            on_batch=self._on_batch,
             on_epoch=self._on_epoch,
             should_stop=lambda: self._stop_requested,
+            progress_bar=sys.stderr.isatty(),  # scripts in a terminal get a tqdm bar
         )
-        self.run_folder = trainer.run_folder
-        uri = ikomia_config.main_cfg["mlflow"]["tracking_uri"]
-        if not mlflow_server_reachable(uri):
-            uri = "file://" + os.path.join(trainer.run_folder, "mlruns")
-        mlflow.set_tracking_uri(uri)
-        self.begin_task_run()
-        print(f"train_torchvision_resnext: run folder {trainer.run_folder} (MLflow: {uri})", flush=True)
+        self.emit_add_sub_progress_steps(trainer.config.epochs * trainer.steps_per_epoch)
         try:
             result = trainer.run()
         except BaseException:
-            # Left active, the MLflow run would break the next training: its store is not the next one's.
-            mlflow.end_run(status="FAILED")
+            if self.run_folder:  # left active, the MLflow run would break the next training
+                import mlflow
+
+                mlflow.end_run(status="FAILED")
             raise
         if result.skipped:
             self.log_metric("skipped_files", result.skipped)
+        self._show_pictures()
         self.get_output(0).set_path(trainer.run_folder)
+        self.emit_step_progress()
         self.end_task_run()
         print(f"train_torchvision_resnext: {'stopped' if result.stopped else 'done'}, outputs in {trainer.run_folder}", flush=True)
 
+    def _on_start(self, run_folder: str):
+        """The run folder exists: metrics go to a reachable MLflow server, or to a file store inside it."""
+        import mlflow
+
+        self.run_folder = run_folder
+        uri = ikomia_config.main_cfg["mlflow"]["tracking_uri"]
+        if not mlflow_server_reachable(uri):
+            uri = "file://" + os.path.join(run_folder, "mlruns")
+        mlflow.set_tracking_uri(uri)
+        self.begin_task_run()
+        print(f"train_torchvision_resnext: run folder {run_folder} (MLflow: {uri})", flush=True)
+
+    def _on_batch(self, progress):
+        self.emit_step_progress()
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY_S or progress.batch == progress.batches:
+            self._last_log = now
+            minutes, seconds = divmod(round(progress.seconds_left), 60)
+            print(f"train_torchvision_resnext: epoch {progress.epoch}/{progress.epochs}, batch {progress.batch}/"
+                  f"{progress.batches}, loss {progress.loss:.4f}, about {minutes} min {seconds:02d} s left", flush=True)
+
     def _on_epoch(self, result):
         self.log_metrics({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}, step=result.epoch)
-        self.emit_step_progress()
+        self._show_pictures()
+
+    def _show_pictures(self):
+        """The run folder's pictures as image outputs: STUDIO shows them, scripts get arrays."""
+        for index, (filename, _) in PICTURE_OUTPUTS.items():
+            path = os.path.join(self.run_folder, filename)
+            if os.path.isfile(path):
+                with Image.open(path) as picture:
+                    self.get_output(index).set_image(np.asarray(picture.convert("RGB")))
 
 
 class TrainResNeXtFactory(dataprocess.CTaskFactory):

@@ -1,5 +1,5 @@
 """Plugin metadata both plugins share (Ikomia's CTaskInfo fields): one place, so they never disagree."""
-from . import __version__
+from ..resnext_core import __version__
 
 COMMON_INFO = {
     "authors": "Saining Xie, Ross Girshick, Piotr Dollár, Zhuowen Tu, Kaiming He",

@@ -1,0 +1,158 @@
+"""A training run's checkpoints: best/stale tracking, history, atomic best.pth and last.pth, resume."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from .checkpoint import atomic_path, safe_load, save_checkpoint
+from .errors import CheckpointError
+from .preprocess import Preprocessing
+
+# Settings a resumed run must share with its checkpoint: the optimizer state and the set of
+# trainable parameters only fit the run that wrote them.
+MUST_MATCH_ON_RESUME = ("optimizer", "train_mode")
+
+
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """What every checkpoint of a run repeats: how to rebuild the model, and how it was trained."""
+
+    model_name: str
+    class_names: list
+    preprocessing: Preprocessing
+    train_params: dict  # {setting: str(value)} of the run's TrainConfig
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands; saved into every checkpoint, so a resumed run carries on from it."""
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches completed within the next epoch (a run stopped mid-epoch resumes there)
+    history: list = field(default_factory=list)  # one row per validated epoch
+    best: dict | None = None  # scalar metrics of the best epoch
+    stale: int = 0  # epochs since the best one
+
+    def start_batch(self, epoch: int) -> int:
+        return self.batch if epoch == self.epoch else 0
+
+    @property
+    def epochs_done(self) -> int:
+        return self.history[-1]["epoch"] if self.history else 0
+
+
+def scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def history_row(metrics: dict) -> dict:
+    """Every scalar plus per-class precision/recall/F1: the JSON history keeps them, the CSV keeps scalars."""
+    return {**scalars(metrics), "val_per_class": metrics["val_per_class"]}
+
+
+def is_better(metrics: dict, best: dict | None) -> bool:
+    """Higher validation top-1 wins; on a tie, lower validation loss."""
+    if best is None:
+        return True
+    return (metrics["val_top1"], -metrics["val_loss"]) > (best["val_top1"], -best["val_loss"])
+
+
+class CheckpointKeeper:
+    """Owns a run's TrainingState and writes it, with the model and optimizer, as best.pth and last.pth.
+
+    keep_best False writes no best.pth (last.pth is always written, so a run is never lost).
+    """
+
+    def __init__(self, run_folder: str, model, optimizer, scheduler, scaler, metadata: CheckpointMetadata, keep_best=True):
+        self.run_folder = run_folder
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.metadata = metadata
+        self.keep_best = keep_best
+        self.state = TrainingState()
+
+    def path(self, filename: str) -> str:
+        return os.path.join(self.run_folder, filename)
+
+    def end_epoch(self, metrics: dict) -> bool:
+        """Record a validated epoch (metrics["epoch"] counts from 1); True when it is the best so far."""
+        state = self.state
+        improved = is_better(metrics, state.best)
+        state.epoch, state.batch = metrics["epoch"], 0
+        state.history.append(history_row(metrics))
+        if improved:
+            state.best, state.stale = scalars(metrics), 0
+            if self.keep_best:
+                self._save("best.pth")
+        else:
+            state.stale += 1
+        self._save("last.pth")
+        return improved
+
+    def save_interrupted(self, epoch: int, batch: int) -> str:
+        """last.pth resumable at `batch` of `epoch` (counted from 0); returns its path."""
+        self.state.epoch, self.state.batch = epoch, batch
+        self._save("last.pth")
+        return self.path("last.pth")
+
+    def _save(self, filename: str) -> None:
+        state, metadata = self.state, self.metadata
+        save_checkpoint(
+            self.path(filename),
+            metadata.model_name,
+            {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+            metadata.class_names,
+            metadata.preprocessing,
+            epoch=state.epoch,
+            batch=state.batch,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            history=state.history,
+            best=state.best,
+            stale=state.stale,
+            train_params=metadata.train_params,
+        )
+
+    def resume(self, path: str) -> None:
+        """Load weights, optimizer, scheduler, scaler and state from a run's last.pth or best.pth."""
+        data = safe_load(path)
+        self._check_resumable(path, data)
+        self.model.load_state_dict(data["state_dict"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        if data.get("scaler"):
+            self.scaler.load_state_dict(data["scaler"])
+        self.state = TrainingState(
+            epoch=int(data["epoch"]),
+            batch=int(data.get("batch", 0)),
+            history=list(data.get("history", [])),
+            best=self._carry_over_best(path, data.get("best")),
+            stale=int(data.get("stale", 0)),
+        )
+
+    def _check_resumable(self, path: str, data) -> None:
+        needed = ("state_dict", "optimizer", "scheduler", "epoch", "class_names", "model_name")
+        if not isinstance(data, dict) or any(k not in data for k in needed):
+            raise CheckpointError(f"resume file {path} is not a training checkpoint (last.pth or best.pth of a run)")
+        if data["model_name"] != self.metadata.model_name:
+            raise CheckpointError(f"resume file {path} is a {data['model_name']}, model_name is {self.metadata.model_name}")
+        saved = data.get("train_params", {})
+        for name in MUST_MATCH_ON_RESUME:
+            wanted = self.metadata.train_params[name]
+            if name in saved and saved[name] != wanted:
+                raise CheckpointError(
+                    f"resume file {path} was trained with {name} '{saved[name]}', "
+                    f"this run asks for '{wanted}': they must match to continue"
+                )
+        if list(data["class_names"]) != list(self.metadata.class_names):
+            raise CheckpointError(f"resume file {path} was trained on other classes: {', '.join(data['class_names'])}")
+
+    def _carry_over_best(self, path: str, best: dict | None) -> dict | None:
+        """The new run folder starts with the best model so far, so best.pth always exists there."""
+        previous_best = os.path.join(os.path.dirname(os.path.abspath(path)), "best.pth")
+        if best is None or not os.path.isfile(previous_best):
+            return None  # its weights are gone: this run's own best becomes best.pth
+        with atomic_path(self.path("best.pth"), ".pth") as tmp:
+            shutil.copy2(previous_best, tmp)
+        return best

@@ -1,0 +1,94 @@
+"""A training run's human-facing files: class and skipped-file lists, metrics tables, reports, plots,
+TensorBoard event files and the ONNX export. Every file is written atomically."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import torch
+
+from .checkpoint import atomic_path, atomic_write_text
+from .checkpointing import scalars
+
+BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix")
+
+
+class RunRecorder:
+    """Writes into an existing run folder. Used as a context manager, it keeps a TensorBoard writer open."""
+
+    def __init__(self, run_folder: str, class_names: list, log=print):
+        self.run_folder = run_folder
+        self.class_names = class_names
+        self.log = log
+        self.tensorboard = None
+
+    def path(self, filename: str) -> str:
+        return os.path.join(self.run_folder, filename)
+
+    def __enter__(self) -> RunRecorder:
+        self.tensorboard = self._open_tensorboard()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+
+    def _open_tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.log("warning: tensorboard is not installed: no event files")
+            return None
+        return SummaryWriter(self.path("tensorboard"))
+
+    def write_dataset_files(self, skipped: list) -> None:
+        """classes.txt (one name a line, in label order) and, if any, skipped_files.txt (path<TAB>reason)."""
+        atomic_write_text("\n".join(self.class_names) + "\n", self.path("classes.txt"))
+        if skipped:
+            lines = [f"{path}\t{reason}" for path, reason in skipped]
+            atomic_write_text("\n".join(lines) + "\n", self.path("skipped_files.txt"))
+
+    def write_epoch(self, metrics: dict, history: list) -> None:
+        """metrics.json and metrics.csv from the whole history; the epoch's scalars to TensorBoard."""
+        atomic_write_text(json.dumps(history, indent=2), self.path("metrics.json"))
+        rows = [scalars(row) for row in history]
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        with atomic_path(self.path("metrics.csv"), ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        if self.tensorboard is not None:
+            for key, value in scalars(metrics).items():
+                self.tensorboard.add_scalar(key, value, metrics["epoch"])
+            self.tensorboard.flush()
+
+    def write_best_report(self, metrics: dict) -> None:
+        """best_metrics.json (per-class metrics, confusion matrix) and confusion_matrix.png of the best epoch."""
+        from .reports import plot_confusion_matrix
+
+        report = {k: metrics[k] for k in BEST_REPORT_KEYS}
+        report["class_names"] = self.class_names
+        atomic_write_text(json.dumps(report, indent=2), self.path("best_metrics.json"))
+        plot_confusion_matrix(metrics["val_confusion_matrix"], self.class_names, self.path("confusion_matrix.png"))
+
+    def draw_epoch_pictures(self, metrics: dict, history: list, val_items: list) -> None:
+        """training_curves.png and worst_predictions.png, redrawn after every epoch: a run can be watched."""
+        from .reports import plot_worst_predictions
+
+        self.plot_curves(history)
+        plot_worst_predictions(metrics["val_worst"], val_items, self.class_names, metrics["epoch"], self.path("worst_predictions.png"))
+
+    def plot_curves(self, history: list) -> None:
+        if history:
+            from .reports import plot_training_curves
+
+            plot_training_curves(history, self.path("training_curves.png"))
+
+    def export_onnx(self, sample: torch.Tensor) -> None:
+        """model.onnx from best.pth, checked against torch on `sample` (a batch of preprocessed images)."""
+        from .reports import export_onnx
+
+        path, difference = export_onnx(self.path("best.pth"), self.path("model.onnx"), sample)
+        self.log(f"exported {path} (max difference to torch: {difference:.2e})")

@@ -1,0 +1,88 @@
+"""The training configuration: each parameter declared once (default, range, label, help), typed,
+validated, and saved into every checkpoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .models import DEFAULT_MODEL, MODEL_NAMES, NO_WEIGHTS, offered_weights, resolve_model_name, resolve_weights
+from .preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from .runtime import device_option
+from .schema import ADVANCED, FILE, FOLDER, option
+
+TRAIN_MODES = ("fine_tune", "feature_extract", "scratch")
+OPTIMIZERS = ("sgd", "adamw")
+NO_WEIGHTS_CHOICE = "none"
+
+
+def weight_choices(values: dict) -> list:
+    """ImageNet weights offered for the chosen model, and training without them."""
+    return offered_weights(values["model_name"]) + [NO_WEIGHTS_CHOICE]
+
+
+@dataclass
+class TrainConfig:
+    dataset_folder: str = option(
+        "", "Dataset folder", "Folder with train/<class>/ and val/<class>/, or flat <class>/ folders; "
+        "a folder connected to the task's input wins.", kind=FOLDER)
+    model_name: str = option(
+        DEFAULT_MODEL, "Model", "ResNeXt variant; aliases resnext50, resnext101 (= 32x8d).",
+        choices=MODEL_NAMES, parse_with=resolve_model_name)
+    train_mode: str = option(
+        "fine_tune", "Train mode", "fine_tune: all layers from ImageNet weights; feature_extract: only the "
+        "new classifier; scratch: random initial weights.", choices=TRAIN_MODES)
+    epochs: int = option(15, "Epochs", "Passes over the training images.", low=1, high=100_000)
+    batch_size: int = option(8, "Batch size", "Images per training step (capped at the training set's size).", low=1, high=65_536)
+    learning_rate: float = option(
+        0.001, "Learning rate", "Peak learning rate, after warmup; cosine decay to 0.", low=1e-8, high=10.0, decimals=6)
+    device: str = device_option()
+    weights: str = option(
+        "DEFAULT", "Pretrained weights", "torchvision ImageNet weights to start from (none: from scratch).",
+        choices=weight_choices, depends_on="model_name", group=ADVANCED)
+    input_size: int = option(
+        224, "Input size", "Crop size in pixels of the training images (and of inference on this model).",
+        low=MIN_INPUT_SIZE, high=MAX_INPUT_SIZE, group=ADVANCED)
+    optimizer: str = option("sgd", "Optimizer", "sgd (Nesterov momentum) or adamw.", choices=OPTIMIZERS, group=ADVANCED)
+    momentum: float = option(0.9, "Momentum", "SGD momentum (0 = plain SGD).", low=0.0, high=0.999, group=ADVANCED)
+    weight_decay: float = option(
+        1e-4, "Weight decay", "L2 penalty on weights (not on norms and biases).", low=0.0, high=1.0, decimals=6, group=ADVANCED)
+    warmup_epochs: float = option(
+        1.0, "Warmup epochs", "Epochs of linear learning-rate warmup.", low=0.0, high=1000.0, decimals=2, group=ADVANCED)
+    label_smoothing: float = option(
+        0.1, "Label smoothing", "Share of the target spread over the other classes.", low=0.0, high=0.99, decimals=2, group=ADVANCED)
+    min_crop_scale: float = option(
+        0.25, "Smallest random crop", "Smallest random crop, as a fraction of the image area.",
+        low=0.01, high=1.0, decimals=2, group=ADVANCED)
+    hflip: bool = option(True, "Random horizontal flip", "Mirror training images at random (off for digits, text, left/right).", group=ADVANCED)
+    val_split: float = option(
+        0.2, "Validation split", "Share of each class held out for validation when the folder has no val/.",
+        low=0.0, high=0.9, decimals=2, group=ADVANCED)
+    seed: int = option(0, "Seed", "Seed of the split, the batch order and the initial weights.", low=0, high=2**31 - 1, group=ADVANCED)
+    num_workers: int = option(0, "Data workers", "Processes decoding images (0 = in the training process).", low=0, high=64, group=ADVANCED)
+    amp: bool = option(True, "Mixed precision", "bf16/fp16 autocast where the hardware runs it natively.", group=ADVANCED)
+    patience: int = option(0, "Early-stop patience", "Epochs without improvement before stopping (0 = never).", low=0, high=100_000, group=ADVANCED)
+    export_pth: bool = option(True, "Export best.pth", "Keep the best epoch's checkpoint (last.pth is always kept).", group=ADVANCED)
+    export_onnx: bool = option(False, "Export ONNX", "Also write model.onnx of the best epoch.", group=ADVANCED)
+    output_folder: str = option(
+        "", "Output folder", "Where run folders go (empty: Ikomia's data folder).", kind=FOLDER, group=ADVANCED)
+    resume: str = option(
+        "", "Resume from", "A last.pth or best.pth to continue from.", kind=FILE, file_filter="PyTorch checkpoint (*.pth)", group=ADVANCED)
+    run_name: str = option("", "Run name", "Name of the run folder (empty: date and time).", group=ADVANCED)
+
+    def validate(self) -> None:
+        self.model_name = resolve_model_name(self.model_name)
+        if self.train_mode not in TRAIN_MODES:
+            raise ConfigError(f"train_mode must be one of {', '.join(TRAIN_MODES)}, got '{self.train_mode}'")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
+        if not self.output_folder:
+            raise ConfigError("output_folder is empty: say where the run folder goes")
+        if self.pretrained:
+            resolve_weights(self.model_name, self.weights)
+        elif self.train_mode == "feature_extract":
+            raise ConfigError("train_mode 'feature_extract' needs pretrained weights (weights is 'none')")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.train_mode != "scratch" and str(self.weights).strip().lower() not in NO_WEIGHTS
+

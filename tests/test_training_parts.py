@@ -1,0 +1,185 @@
+"""resnext_core's training parts without the plugin: Trainer callbacks, stop and resume, CheckpointKeeper."""
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import tiny_dataset
+from resnext_core.checkpoint import safe_load
+from resnext_core.checkpointing import CheckpointKeeper, CheckpointMetadata, is_better
+from resnext_core.errors import CheckpointError, ConfigError
+from resnext_core.preprocess import Preprocessing
+from resnext_core.training import BatchProgress, TrainConfig, Trainer
+
+RUN_FILES = ("best.pth", "last.pth", "classes.txt", "metrics.csv", "metrics.json", "best_metrics.json",
+             "confusion_matrix.png", "training_curves.png", "tensorboard", "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, digits):
+    """3 classes of 8 digits: 18 training images (3 batches of 8 or fewer), 6 validation images."""
+    return tiny_dataset(tmp_path_factory.mktemp("data"), digits_folder=digits)
+
+
+def _config(output_folder, data, **overrides):
+    values = dict(dataset_folder=data, output_folder=str(output_folder), model_name="resnext50", weights="none",
+                  train_mode="scratch", input_size=32, epochs=1, batch_size=8, optimizer="adamw", learning_rate=0.002,
+                  weight_decay=0.05, hflip=False, val_split=0.25, seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _files_under(folder):
+    return sorted(os.path.join(root, name) for root, dirs, files in os.walk(folder) for name in dirs + files)
+
+
+def test_construction_writes_nothing_and_a_run_writes_every_file(tmp_path, data):
+    events = []
+    before = _files_under(tmp_path)
+    trainer = Trainer(_config(tmp_path / "out", data, export_onnx=True), log=events.append,
+                      on_start=lambda folder: events.append(("start", folder, os.listdir(folder))),
+                      on_batch=lambda progress: events.append("batch"))
+    assert _files_under(tmp_path) == before and trainer.run_folder is None
+    assert trainer.class_names == ["0", "1", "7"] and trainer.batch_size == 8 and trainer.steps_per_epoch == 3
+    assert len(trainer.split.train) == 18 and trainer.preprocessing.crop_size == 32
+    result = trainer.run()
+    assert result.run_folder == trainer.run_folder and os.path.dirname(result.run_folder) == str(tmp_path / "out")
+    starts = [event for event in events if isinstance(event, tuple)]
+    assert starts == [("start", result.run_folder, [])], "on_start once, with the new empty run folder"
+    assert events.index(starts[0]) < events.index("batch"), "on_start comes before any training"
+    for name in RUN_FILES:
+        assert os.path.exists(os.path.join(result.run_folder, name)), name
+    lines = [event for event in events if isinstance(event, str)]
+    assert any(line.startswith("epoch 1/1: train loss") for line in lines)
+    assert any(line.startswith(f"exported {result.run_folder}") for line in lines)
+    assert not result.stopped and result.epochs_done == 1 and result.best["epoch"] == 1
+
+
+def test_an_unusable_output_folder_fails_at_run_not_at_construction(tmp_path, data):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    trainer = Trainer(_config(blocker / "runs", data))
+    with pytest.raises(ConfigError, match="cannot be created"):
+        trainer.run()
+
+
+def test_on_batch_reports_every_batch_with_the_time_left(tmp_path, data, capsys):
+    reports = []
+    trainer = Trainer(_config(tmp_path, data, epochs=2), on_batch=reports.append, log=lambda line: None, progress_bar=True)
+    trainer.run()
+    batches = trainer.steps_per_epoch
+    assert all(isinstance(report, BatchProgress) for report in reports)
+    assert [(r.epoch, r.batch) for r in reports] == [(e, b) for e in (1, 2) for b in range(1, batches + 1)]
+    assert {(r.epochs, r.batches) for r in reports} == {(2, batches)}
+    assert all(r.seconds_left >= 0 and r.loss > 0 for r in reports)
+    assert reports[0].seconds_left > 0 and reports[-1].seconds_left == 0
+    assert "epoch 2/2" in capsys.readouterr().err, "progress_bar: a tqdm bar per epoch"
+
+
+def test_stop_within_a_batch_then_resume_at_that_batch(tmp_path, data):
+    seen = []
+
+    def stop_after_first_batch_of_epoch_2():
+        return bool(seen) and (seen[-1].epoch, seen[-1].batch) == (2, 1)
+
+    first = Trainer(_config(tmp_path, data, epochs=2, export_onnx=True), should_stop=stop_after_first_batch_of_epoch_2,
+                    on_batch=seen.append, log=lambda line: None).run()
+    last = safe_load(os.path.join(first.run_folder, "last.pth"))
+    assert first.stopped and first.epochs_done == 1
+    assert (last["epoch"], last["batch"]) == (1, 1), "resumable at the batch where it stopped"
+    assert not os.path.exists(os.path.join(first.run_folder, "model.onnx")), "a stopped run exports no ONNX"
+
+    logs, resumed_batches = [], []
+    resumed = Trainer(_config(tmp_path, data, epochs=2, resume=os.path.join(first.run_folder, "last.pth")),
+                      on_batch=resumed_batches.append, log=logs.append).run()
+    steps = len(seen) - 1  # the first run's epoch 1, plus one batch of epoch 2
+    assert "resuming" in logs[0] and "at epoch 2, batch 1" in logs[0]
+    assert [(r.epoch, r.batch) for r in resumed_batches] == [(2, b) for b in range(2, steps + 1)]
+    assert not resumed.stopped and resumed.epochs_done == 2 and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert os.path.isfile(os.path.join(resumed.run_folder, "best.pth")), "a resumed run folder holds the best model too"
+    scheduler = safe_load(os.path.join(resumed.run_folder, "last.pth"))["scheduler"]
+    assert scheduler["last_epoch"] == 2 * steps, "every batch of both epochs stepped once, none twice"
+
+
+# --- CheckpointKeeper on synthetic metrics ------------------------------------------------------
+def _keeper(folder, keep_best=True, class_names=("a", "b"), optimizer="sgd", model_name="resnext50_32x4d"):
+    torch.manual_seed(0)
+    model = nn.Linear(4, len(class_names))
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(sgd, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    metadata = CheckpointMetadata(model_name, list(class_names), Preprocessing(),
+                                  {"optimizer": optimizer, "train_mode": "scratch"})
+    os.makedirs(folder, exist_ok=True)
+    return CheckpointKeeper(str(folder), model, sgd, scheduler, scaler, metadata, keep_best=keep_best)
+
+
+def _metrics(epoch, top1, loss):
+    return {"epoch": epoch, "val_top1": top1, "val_loss": loss, "val_per_class": {}, "note": "not a scalar"}
+
+
+def test_is_better_prefers_top1_then_lower_loss():
+    assert is_better(_metrics(1, 0.1, 9.0), None)
+    assert is_better(_metrics(2, 0.6, 9.0), _metrics(1, 0.5, 0.1))
+    assert is_better(_metrics(2, 0.5, 0.9), _metrics(1, 0.5, 1.0))
+    assert not is_better(_metrics(2, 0.5, 1.0), _metrics(1, 0.5, 1.0)), "a tie is no improvement"
+    assert not is_better(_metrics(2, 0.4, 0.1), _metrics(1, 0.5, 1.0))
+
+
+def test_keeper_tracks_best_and_stale_epochs(tmp_path):
+    keeper = _keeper(tmp_path / "run")
+    sequence = [(0.5, 1.0, True, 0), (0.5, 0.9, True, 0), (0.4, 0.5, False, 1), (0.5, 0.9, False, 2), (0.6, 2.0, True, 0)]
+    for epoch, (top1, loss, improved, stale) in enumerate(sequence, start=1):
+        assert keeper.end_epoch(_metrics(epoch, top1, loss)) is improved
+        assert keeper.state.stale == stale and keeper.state.epoch == epoch
+        best = safe_load(keeper.path("best.pth"))
+        assert best["epoch"] == keeper.state.best["epoch"] and best["stale"] == 0
+    assert keeper.state.best == {"epoch": 5, "val_top1": 0.6, "val_loss": 2.0}
+    assert [row["epoch"] for row in keeper.state.history] == [1, 2, 3, 4, 5] and keeper.state.epochs_done == 5
+    last = safe_load(keeper.path("last.pth"))
+    assert (last["epoch"], last["batch"], last["stale"], len(last["history"])) == (5, 0, 0, 5)
+    assert last["history"][0] == {"epoch": 1, "val_top1": 0.5, "val_loss": 1.0, "val_per_class": {}}
+    assert last["train_params"] == {"optimizer": "sgd", "train_mode": "scratch"}
+
+    without_best = _keeper(tmp_path / "no-best", keep_best=False)
+    assert without_best.end_epoch(_metrics(1, 0.5, 1.0))
+    assert os.listdir(tmp_path / "no-best") == ["last.pth"]
+
+
+def test_keeper_resumes_state_and_carries_the_best_model_over(tmp_path):
+    keeper = _keeper(tmp_path / "first")
+    keeper.end_epoch(_metrics(1, 0.7, 1.0))
+    keeper.end_epoch(_metrics(2, 0.6, 1.0))
+    keeper.save_interrupted(epoch=2, batch=3)
+    resumed = _keeper(tmp_path / "second")
+    resumed.resume(keeper.path("last.pth"))
+    state = resumed.state
+    assert (state.epoch, state.batch, state.stale, state.best["epoch"]) == (2, 3, 1, 1)
+    assert state.start_batch(2) == 3 and state.start_batch(3) == 0
+    assert safe_load(resumed.path("best.pth"))["epoch"] == 1, "best.pth copied into the new run folder"
+    assert torch.equal(resumed.model.weight, keeper.model.weight)
+
+    os.remove(keeper.path("best.pth"))
+    orphan = _keeper(tmp_path / "third")
+    orphan.resume(keeper.path("last.pth"))
+    assert orphan.state.best is None and not os.path.exists(orphan.path("best.pth"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"class_names": ("a", "c")}, "trained on other classes: a, b"),
+    ({"optimizer": "adamw"}, "trained with optimizer 'sgd', this run asks for 'adamw'"),
+    ({"model_name": "resnext101_32x8d"}, "is a resnext50_32x4d, model_name is resnext101_32x8d"),
+])
+def test_keeper_refuses_a_checkpoint_of_another_run(tmp_path, change, message):
+    keeper = _keeper(tmp_path / "first")
+    keeper.end_epoch(_metrics(1, 0.7, 1.0))
+    with pytest.raises(CheckpointError, match=message):
+        _keeper(tmp_path / "second", **change).resume(keeper.path("last.pth"))
+
+
+def test_keeper_refuses_a_file_that_is_not_a_training_checkpoint(tmp_path):
+    plain = tmp_path / "plain.pth"
+    torch.save({"fc.weight": torch.zeros(2, 4)}, plain)
+    with pytest.raises(CheckpointError, match="is not a training checkpoint"):
+        _keeper(tmp_path / "run").resume(str(plain))
