@@ -274,3 +274,23 @@ def test_a_failed_training_does_not_break_the_next(tmp_path, digits):
                       "resume": str(tmp_path / "last.pth")})
     _, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "next")})
     assert os.path.isfile(os.path.join(run, "best.pth"))
+
+
+def test_progress_per_batch_and_pictures_as_outputs(tmp_path, digits):
+    """STUDIO's bar moves every batch (not every epoch); the run's pictures are image outputs of the task."""
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    _, task = new_task(TRAIN, {**TINY, "epochs": "2", "batch_size": "4", "dataset_folder": data,
+                               "output_folder": str(tmp_path / "out")})
+    steps, added = [], []
+    task.emit_step_progress = lambda: steps.append(1)
+    task.emit_add_sub_progress_steps = added.append
+    task.run()
+    run = task.get_output(0).get_path()
+    history = json.load(open(os.path.join(run, "metrics.json")))
+    assert len(history) == 2
+    assert added and len(steps) >= added[0] >= 2 * 2, "one step per batch, announced before training"
+    for index in (1, 2, 3):
+        picture = task.get_output(index).get_image()
+        assert picture.ndim == 3 and picture.shape[0] > 200 and picture.shape[1] > 200, index
+        assert len(np.unique(picture)) > 10, f"output {index} is a drawn picture, not a blank"
+    assert os.path.isfile(os.path.join(run, "worst_predictions.png"))
