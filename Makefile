@@ -29,7 +29,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 # The README's pictures (docs/images/), from the demo's real run and the panels rendered offscreen.
-pictures: install
+pictures: demo
 	$(PY) scripts/readme_pictures.py
 
 package: $(STAMP)

@@ -61,7 +61,7 @@ def plot_worst_predictions(worst: list, items: list, class_names, epoch: int, pa
     plt = _pyplot()
     columns = 4
     rows = max(1, -(-len(worst) // columns))
-    figure, grid = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
+    figure, grid = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False, layout="constrained")
     for axes in grid.flat:
         axes.axis("off")
     for axes, sample in zip(grid.flat, worst):
@@ -71,7 +71,6 @@ def plot_worst_predictions(worst: list, items: list, class_names, epoch: int, pa
         axes.set_title(f"true {truth}\npredicted {guess} ({sample['confidence']:.0%})", fontsize=10,
                        color="black" if truth == guess else "firebrick")
     figure.suptitle(f"Worst-classified validation images (highest loss), epoch {epoch}")
-    figure.tight_layout()
     _save_figure(figure, path)
     plt.close(figure)
 

@@ -1,4 +1,4 @@
-"""The README's pictures, from real runs: `make pictures` (runs the digits demo first if it has not run).
+"""The README's pictures, from real runs: `make pictures` (runs the digits demo, then this script).
 
 Writes small PNGs into docs/images/: labelled held-out digits (the inference plugin's output), both
 STUDIO panels (rendered offscreen as STUDIO shows them), and the digits run's confusion matrix, training
@@ -24,15 +24,19 @@ import sys
 from PyQt6.QtWidgets import QApplication, QToolButton
 app = QApplication([])
 from ikomia.dataprocess.workflow import Workflow
-name, path = sys.argv[1], sys.argv[2]
+name, path, expanded = sys.argv[1], sys.argv[2], sys.argv[3] == "expanded"
 task = Workflow().add_task(name=name)
 module = __import__(f"{name}.{name}_widget", fromlist=["x"])
 factory = [v for k, v in vars(module).items() if k.endswith("WidgetFactory")][0]
 widget = factory().create(task.get_param_object())
 panel = widget.panel()
-panel.resize(420, 640)
+panel.resize(420, 900 if expanded else 640)
 panel.show()
 app.processEvents()
+if expanded:
+    for button in panel.findChildren(QToolButton):
+        button.setChecked(True)
+    app.processEvents()
 panel.grab().save(path)
 panel.close()
 app.processEvents()
@@ -63,15 +67,16 @@ def panels() -> list:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", IKOMIA_AUTO_COMPLETION="0")
     written = []
     for name in ("infer_torchvision_resnext", "train_torchvision_resnext"):
-        path = os.path.join(IMAGES, f"{name}_panel.png")
-        subprocess.run([sys.executable, "-c", PANEL_SCRIPT, name, path], env=env, check=True, cwd=ROOT)
-        written.append(save_small(Image.open(path), os.path.basename(path)))
+        for state, suffix in (("collapsed", ""), ("expanded", "_advanced")):
+            path = os.path.join(IMAGES, f"{name}_panel{suffix}.png")
+            subprocess.run([sys.executable, "-c", PANEL_SCRIPT, name, path, state], env=env, check=True, cwd=ROOT)
+            written.append(save_small(Image.open(path), os.path.basename(path)))
     return written
 
 
 def main() -> int:
     if not os.path.isfile(os.path.join(DEMO_RUN, "best.pth")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "demo.py")], check=True)
+        sys.exit(f"no demo run in {DEMO_RUN}: run `make demo` first (`make pictures` does)")
     os.makedirs(IMAGES, exist_ok=True)
     labelled_montage()
     for name in RUN_PICTURES:
