@@ -4,8 +4,10 @@
 
 Baseline (what the public plugin does per image): cv2.resize to a square -> ToTensor -> Normalize ->
 eager NCHW fp32 model, batch 1, under no_grad; one forward per region of interest; training with a
-plain eager fp32 SGD loop. Ours: the plugin through Workflow (exact fp32 path and default fast path),
-batched regions, and the training recipe's step (channels_last, AMP/bf16 where the hardware has it).
+plain eager fp32 SGD loop. Ours: the plugin through Workflow (torch fp32 path, and the default path:
+ONNX Runtime on the CPU), batched regions, and the training recipe's step (channels_last, AMP/bf16 where
+the hardware has it). A new process's first image is timed for torch and for the default engine with
+its export cache empty, then filled.
 Contenders are interleaved and repeated (the machines are noisy); medians and ratios are printed and
 written as JSON. Weights are random unless --torch-home points at real cached ones: speed does not
 depend on the values.
@@ -89,12 +91,12 @@ class Baseline:
         return [self.predict(image[y : y + h, x : x + w]) for x, y, w, h in boxes]
 
 
-def ours(model_name: str, precision: str, calibration_folder: str = ""):
+def ours(model_name: str, precision: str = "auto", calibration_folder: str = "", engine: str = "auto"):
     from ikomia.dataprocess.workflow import Workflow
 
     task = Workflow().add_task(name="infer_torchvision_resnext")
     task.set_parameters({"model_name": model_name, "precision": precision, "top_k": "5",
-                         "calibration_folder": calibration_folder})
+                         "calibration_folder": calibration_folder, "engine": engine})
     return task
 
 
@@ -190,17 +192,32 @@ start = time.perf_counter()
 from ikomia.dataprocess.workflow import Workflow
 import numpy as np
 task = Workflow().add_task(name="infer_torchvision_resnext")
-task.set_parameters({"model_name": sys.argv[1]})
+task.set_parameters({"model_name": sys.argv[1], "engine": sys.argv[2]})
 task.get_input(0).set_image(np.full((480, 640, 3), 120, np.uint8))
 task.run()
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def first_image(model_name: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", FIRST_IMAGE, model_name], capture_output=True, text=True, env=os.environ, cwd=tempfile.gettempdir())
+def first_image(model_name: str, engine: str) -> tuple:
+    """(seconds, peak RSS MiB) from a new process's start to its first labelled image."""
+    out = subprocess.run([sys.executable, "-c", FIRST_IMAGE, model_name, engine], capture_output=True, text=True,
+                         env=os.environ, cwd=tempfile.gettempdir(), check=True)
     last = [line for line in out.stdout.splitlines() if line.strip()][-1].split()
-    return {"first_image_s": float(last[0]), "peak_rss_mib": float(last[1])}
+    return float(last[0]), float(last[1])
+
+
+def first_images(model_name: str) -> dict:
+    """A new process's first image: torch eager, then the default engine with its cache empty, then filled."""
+    import shutil
+
+    from resnext_core.onnx_engine import default_cache_folder
+
+    shutil.rmtree(default_cache_folder(), ignore_errors=True)
+    report = {}
+    for name, engine in (("torch", "torch"), ("default_cold_cache", "auto"), ("default_warm_cache", "auto")):
+        report[f"first_image_{name}_s"], report[f"peak_rss_{name}_mib"] = first_image(model_name, engine)
+    return report
 
 
 def main(argv=None) -> int:
@@ -232,22 +249,24 @@ def main(argv=None) -> int:
     for model_name in args.models:
         cache_weights(model_name)
         baseline = Baseline(model_name)
-        exact, fast = ours(model_name, "fp32"), ours(model_name, "auto")
+        exact, fast = ours(model_name, "fp32", engine="torch"), ours(model_name)
         times = race(
             {
                 "baseline": lambda: baseline.predict(image),
-                "ours_fp32": lambda: run_task(exact, image),
+                "ours_torch_fp32": lambda: run_task(exact, image),
                 "ours_default": lambda: run_task(fast, image),
             },
             args.repeats,
         )
         times.update(race({"baseline_16_regions": lambda: baseline.predict_regions(image, boxes),
+                           "ours_torch_fp32_16_regions": lambda: run_task(exact, image, boxes),
                            "ours_16_regions": lambda: run_task(fast, image, boxes)}, max(3, args.repeats // 2)))
         times.update(training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2)))
         ratios = {
-            "fp32_exact_path": times["baseline"] / times["ours_fp32"],
+            "torch_fp32_path": times["baseline"] / times["ours_torch_fp32"],
             "default_path": times["baseline"] / times["ours_default"],
-            "16_regions": times["baseline_16_regions"] / times["ours_16_regions"],
+            "torch_fp32_16_regions": times["baseline_16_regions"] / times["ours_torch_fp32_16_regions"],
+            "default_16_regions": times["baseline_16_regions"] / times["ours_16_regions"],
             "training_step": times["baseline_train_step"] / times["ours_train_step"],
         }
         build = {}
@@ -263,7 +282,8 @@ def main(argv=None) -> int:
                           "baseline_16_regions_vs_int8": regions["baseline"], "ours_int8_16_regions": regions["int8"]})
             ratios["int8_opt_in"] = whole["baseline"] / whole["int8"]
             ratios["int8_16_regions"] = regions["baseline"] / regions["int8"]
-        report["results"][model_name] = {"median_s": times, "speedup_vs_baseline": ratios, **build, **first_image(model_name)}
+        firsts = first_images(model_name)
+        report["results"][model_name] = {"median_s": times, "speedup_vs_baseline": ratios, **build, **firsts}
         if device.type == "cuda":
             report["results"][model_name]["gpu"] = gpu_throughput(model_name)
             for batch, row in report["results"][model_name]["gpu"].items():
@@ -274,7 +294,9 @@ def main(argv=None) -> int:
             print(f"  {name:24s} {1000 * seconds:10.1f}")
         for name, ratio in ratios.items():
             print(f"  speed-up {name:17s} {ratio:6.2f}x")
-        print(f"  first image {report['results'][model_name]['first_image_s']:.2f} s, peak RSS {report['results'][model_name]['peak_rss_mib']:.0f} MiB")
+        for name in ("torch", "default_cold_cache", "default_warm_cache"):
+            print(f"  new process, first image, {name:18s} {firsts[f'first_image_{name}_s']:6.2f} s, "
+                  f"peak RSS {firsts[f'peak_rss_{name}_mib']:.0f} MiB")
         for name, seconds in build.items():
             print(f"  {name} (quantize + compile) {seconds:.1f} s")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

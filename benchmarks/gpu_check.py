@@ -28,11 +28,11 @@ def speed(classifier, batch: int, repeats: int = 30) -> dict:
     x = torch.randn(batch, 3, 224, 224, device=classifier.device).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), autocast(classifier.device, classifier.dtype):
         for _ in range(5):
-            classifier.model(x)
+            classifier.runner.model(x)
         torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(repeats):
-            classifier.model(x)
+            classifier.runner.model(x)
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / repeats
     return {"ms_per_batch": round(1000 * seconds, 3), "images_per_s": round(batch / seconds, 1)}

@@ -11,7 +11,7 @@ from .resnext_core.drawing import draw_labels, format_label
 from .resnext_core.errors import ConfigError
 from .resnext_core.models import DEFAULT_MODEL, MODEL_NAMES, offered_weights, resolve_model_name
 from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
-from .resnext_core.runtime import PRECISIONS, device_option
+from .resnext_core.runtime import ENGINES, PRECISIONS, device_option
 from .resnext_core.schema import ADVANCED, FILE, FOLDER, SIZE, Schema, alias, option
 from .resnext_ikomia.metadata import KEYWORDS, fill_info
 from .resnext_ikomia.param import SchemaParam
@@ -41,6 +41,9 @@ class InferConfig:
     precision: str = option(
         "auto", "Precision", "auto: bf16 where the hardware runs it natively, else fp32; int8: CPU, needs calibration images.",
         choices=PRECISIONS, group=ADVANCED)
+    engine: str = option(
+        "auto", "Engine", "auto: ONNX Runtime for fp32 on the CPU (exported once, cached on disk), torch elsewhere; "
+        "torch: always torch.", choices=ENGINES, group=ADVANCED)
     calibration_folder: str = option(
         "", "int8 calibration images", "Images like those to classify; used by precision int8 only.", kind=FOLDER, group=ADVANCED)
     dataset: str = option(
@@ -67,6 +70,7 @@ def classifier_for(config: InferConfig):
         precision=config.precision,
         input_size=config.input_size,
         calibration_folder=config.calibration_folder,
+        engine=config.engine,
     )
 
 

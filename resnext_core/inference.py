@@ -1,18 +1,21 @@
 """One entry point, load_classifier(), from parameters to a ready classifier; models shared process-wide."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checkpoint import check_class_count, load_checkpoint, read_class_file
-from .errors import ConfigError
+from .errors import ConfigError, ResNeXtError
 from .models import load_pretrained_state_dict, model_with_weights, resolve_model_name, resolve_weights
+from .onnx_engine import ONNX_CACHE, file_sha256
 from .preprocess import Preprocessing
 from .quantize import calibration_images, quantize_int8
 from .runtime import (
@@ -20,6 +23,7 @@ from .runtime import (
     choice_key,
     disable_openmp_dynamic_threads,
     resolve_device,
+    resolve_engine,
     resolve_precision,
 )
 
@@ -28,29 +32,49 @@ MAX_BATCH = 64  # regions per forward: bounds memory on images with hundreds of 
 # 3.3 ms fp32 vs 7.0 ms bf16 (autocast's casts dominate), at batch 256 in 42 vs 24 ms. "auto" runs
 # smaller batches in fp32. The crossover was not measured; 8 keeps single images and few regions exact.
 CUDA_HALF_MIN_BATCH = 8
+log = logging.getLogger(__name__)
 MODEL_CACHE_SIZE = max(1, int(os.environ.get("RESNEXT_MODEL_CACHE_SIZE", "2")))
 
 
 @dataclass
 class LoadedModel:
-    model: nn.Module
+    runner: object  # runner(batch, dtype) -> logits: a TorchRunner or an onnx_engine.OnnxRunner
     class_names: list
     preprocessing: Preprocessing
     description: str
 
 
+class TorchRunner:
+    """A torch model on its device; batches in channels_last, under autocast for half precisions."""
+
+    engine = "torch"
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model = model
+        self.device = device
+
+    def __call__(self, batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, dtype):
+            return self.model(batch).float()
+
+
 class Classifier:
-    """A model on its device, its class names and its preprocessing."""
+    """A model ready to run (torch or ONNX Runtime), its class names and its preprocessing."""
 
     def __init__(self, loaded: LoadedModel, device: torch.device, dtype: torch.dtype, input_size: int | None,
                  auto_precision: bool = False):
-        self.model = loaded.model
+        self.runner = loaded.runner
         self.class_names = loaded.class_names
         self.description = loaded.description
         self.preprocessing = loaded.preprocessing.at_size(input_size)
         self.device = device
         self.dtype = dtype
         self.auto_precision = auto_precision
+
+    @property
+    def engine(self) -> str:
+        return self.runner.engine
 
     @property
     def input_size(self) -> int:
@@ -63,10 +87,7 @@ class Classifier:
 
     def _forward(self, images) -> torch.Tensor:
         disable_openmp_dynamic_threads()
-        batch = self.preprocessing.batch(images).to(self.device, non_blocking=True)
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.dtype_for(len(images))):
-            logits = self.model(batch)
+        logits = self.runner(self.preprocessing.batch(images), self.dtype_for(len(images)))
         return logits.float().softmax(dim=1).cpu()
 
     def dtype_for(self, batch_size: int) -> torch.dtype:
@@ -108,22 +129,53 @@ def _file_identity(path: str):
         return (path, None, None)
 
 
-def _load(model_name: str, weights: str, weight_file: str, class_file: str) -> LoadedModel:
+@dataclass
+class ModelSource:
+    """What a model is before it is built: its classes, preprocessing and how to build it."""
+
+    class_names: list
+    preprocessing: Preprocessing
+    description: str
+    identity: str  # names the weights in the on-disk engine cache
+    build: Callable[[], nn.Module]  # the float model with its weights, eval mode, batch norms folded
+
+
+def _source(model_name: str, weights: str, weight_file: str, class_file: str) -> ModelSource:
     if weight_file:
         imagenet = resolve_weights(model_name or "resnext50", "DEFAULT").meta["categories"]
         spec = load_checkpoint(weight_file, class_file, imagenet_categories=imagenet)
-        try:
-            model = model_with_weights(spec.model_name, spec.state_dict, num_classes=len(spec.class_names))
-        except RuntimeError as exc:  # detect_architecture makes this unlikely; keep the message readable
-            raise ConfigError(f"Weight file {weight_file} does not fit {spec.model_name}: {exc}") from None
-        return LoadedModel(model, spec.class_names, spec.preprocessing, f"{spec.model_name} from {weight_file}")
+
+        def build() -> nn.Module:
+            try:
+                model = model_with_weights(spec.model_name, spec.state_dict, num_classes=len(spec.class_names))
+            except RuntimeError as exc:  # detect_architecture makes this unlikely; keep the message readable
+                raise ConfigError(f"Weight file {weight_file} does not fit {spec.model_name}: {exc}") from None
+            return fold_batch_norms(model.eval())
+
+        return ModelSource(spec.class_names, spec.preprocessing, f"{spec.model_name} from {weight_file}",
+                           f"file:{file_sha256(weight_file)}", build)
     entry = resolve_weights(model_name, weights)
     class_names = list(entry.meta["categories"])
     if class_file:  # e.g. the public plugin's imagenet_classes.txt, or translated names
         class_names = read_class_file(class_file)
         check_class_count(class_names, class_file, len(entry.meta["categories"]), f"{model_name} {entry.name}")
-    model = model_with_weights(model_name, load_pretrained_state_dict(entry))
-    return LoadedModel(model, class_names, Preprocessing.from_weights(entry), f"{model_name} {entry}")
+    return ModelSource(class_names, Preprocessing.from_weights(entry), f"{model_name} {entry}",
+                       f"imagenet:{model_name}:{os.path.basename(entry.url)}",
+                       lambda: fold_batch_norms(model_with_weights(model_name, load_pretrained_state_dict(entry)).eval()))
+
+
+def _onnx_runner(source: ModelSource, input_size: int | None, engine: str):
+    """The ONNX Runtime runner, or None where `engine` is auto and ONNX Runtime failed (torch then runs it)."""
+    try:
+        return ONNX_CACHE.runner(source.identity, source.preprocessing.at_size(input_size).crop_size, source.build)
+    except ResNeXtError:
+        raise
+    except Exception as exc:  # export and ONNX Runtime raise many types; the model itself is fine
+        if choice_key(engine) != "auto":
+            raise ConfigError(f"engine 'onnxruntime' could not run {source.description}: {exc}; "
+                              "use engine torch") from exc
+        log.warning("ONNX Runtime could not run %s (%s): using torch", source.description, exc)
+        return None
 
 
 class ModelCache:
@@ -166,32 +218,39 @@ def load_classifier(
     precision: str = "auto",
     input_size: int | None = None,
     calibration_folder: str = "",
+    engine: str = "auto",
 ) -> Classifier:
     """Classifier for ImageNet weights (model_name + weights) or a trained file (weight_file [+ class_file]).
 
     A weight file decides the architecture itself; model_name is then only validated.
     precision "int8" quantizes the model on calibration_folder's images (see quantize.py).
+    engine "auto" runs fp32 on the CPU with ONNX Runtime (onnx_engine.py), everything else with torch.
     """
     model_name = resolve_model_name(model_name)
     if weight_file:
-        source = ("file", _file_identity(weight_file))
+        source_key = ("file", _file_identity(weight_file))
     else:  # validated before touching the cache; DEFAULT and its target share one entry
-        source = ("imagenet", model_name, resolve_weights(model_name, weights).name)
+        source_key = ("imagenet", model_name, resolve_weights(model_name, weights).name)
     torch_device = resolve_device(device)
     dtype = resolve_precision(precision, torch_device)
-    key = (source, _file_identity(class_file), str(torch_device), dtype)
+    engine_name = resolve_engine(engine, torch_device, dtype)
+    key = (source_key, _file_identity(class_file), str(torch_device), dtype, engine_name)
     if dtype == torch.int8:  # a quantized model is specific to its calibration and input size
         key += (_file_identity(calibration_folder), input_size)
+    if engine_name == "onnxruntime":  # an exported graph has a fixed input size
+        key += (input_size,)
 
     def loader() -> LoadedModel:
         # Calibration images are read first: a bad calibration_folder fails before the slow load.
         calibration = calibration_images(calibration_folder) if dtype == torch.int8 else None
-        loaded = _load(model_name, weights, weight_file, class_file)
-        fold_batch_norms(loaded.model.eval()).to(torch_device, memory_format=torch.channels_last)
-        if calibration:
-            loaded.model = quantize_int8(loaded.model, loaded.preprocessing.at_size(input_size), calibration)
-        return loaded
+        source = _source(model_name, weights, weight_file, class_file)
+        runner = _onnx_runner(source, input_size, engine) if engine_name == "onnxruntime" else None
+        if runner is None:
+            model = source.build().to(torch_device, memory_format=torch.channels_last)
+            if calibration:
+                model = quantize_int8(model, source.preprocessing.at_size(input_size), calibration)
+            runner = TorchRunner(model, torch_device)
+        return LoadedModel(runner, source.class_names, source.preprocessing, source.description)
 
     auto = choice_key(precision) == "auto"
     return Classifier(MODEL_CACHE.get(key, loader), torch_device, dtype, input_size, auto_precision=auto)
-

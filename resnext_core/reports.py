@@ -1,12 +1,12 @@
 """Training artefacts: plots (matplotlib, headless) and the ONNX export with its parity check."""
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
 from .checkpoint import atomic_path, load_checkpoint
 from .models import model_with_weights
+from .onnx_engine import INPUT_NAME, export_onnx_model, new_session
 
 
 def _pyplot():
@@ -82,24 +82,13 @@ def _save_figure(figure, path: str) -> None:
 
 def export_onnx(checkpoint_path: str, onnx_path: str, sample: torch.Tensor) -> tuple:
     """ONNX file with a dynamic batch axis; returns (path, max |onnx - torch|) on `sample`."""
-    import onnxruntime
-
     spec = load_checkpoint(checkpoint_path)
     model = model_with_weights(spec.model_name, spec.state_dict, num_classes=len(spec.class_names))
     model.eval()
-    with atomic_path(onnx_path, ".onnx") as tmp:
-        torch.onnx.export(
-            model,
-            (sample[:1],),
-            tmp,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
-            external_data=False,
-            dynamo=True,
-        )
-    session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    export_onnx_model(model, sample, onnx_path)
+    with open(onnx_path, "rb") as handle:
+        session = new_session(handle.read())
     with torch.inference_mode():
         expected = model(sample).numpy()
-    actual = session.run(None, {"images": sample.numpy()})[0]
+    actual = session.run(None, {INPUT_NAME: sample.numpy()})[0]
     return onnx_path, float(np.abs(actual - expected).max())

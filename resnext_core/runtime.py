@@ -12,6 +12,7 @@ from .schema import option
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # int8: opt-in, CPU, calibrated (quantize.py)
+ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime for fp32 on the CPU, torch elsewhere
 
 
 def device_choices(values=None) -> list:
@@ -102,6 +103,33 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def resolve_engine(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """Which engine runs inference: 'torch' or 'onnxruntime' (fp32 on the CPU only)."""
+    key = choice_key(name)
+    if key not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got '{name}'")
+    onnx_fits = device.type == "cpu" and dtype == torch.float32
+    if key == "onnxruntime" and not onnx_fits:
+        raise ConfigError(f"engine 'onnxruntime' runs fp32 on the CPU; got device {device}, precision {dtype_name(dtype)}: "
+                          "use engine torch (or auto)")
+    if key == "auto":
+        return "onnxruntime" if onnx_fits and onnxruntime_available() else "torch"
+    return key
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int8: "int8"}[dtype]
+
+
+@functools.lru_cache(maxsize=None)
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

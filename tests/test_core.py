@@ -200,12 +200,12 @@ def test_model_cache_is_shared_and_bounded(tmp_path):
     # Room is made before each load: a new model never sits beside the one it evicts.
     assert loads == [("a", 0), ("b", 1), ("c", 1), ("b", 1)] and len(cache) == 2
     small_checkpoint(tmp_path / "m.pth")
-    first = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32")
-    second = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32", input_size=96)
-    assert first.model is second.model and second.input_size == 96 and first.input_size == 64
+    first = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", engine="torch")
+    second = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", engine="torch", input_size=96)
+    assert first.runner is second.runner and second.input_size == 96 and first.input_size == 64
     small_checkpoint(tmp_path / "m.pth", classes=("x", "y"))  # a retrained file is reloaded
-    third = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", precision="fp32")
-    assert third.model is not first.model and third.class_names == ["x", "y"]
+    third = load_classifier(weight_file=str(tmp_path / "m.pth"), device="cpu", engine="torch")
+    assert third.runner is not first.runner and third.class_names == ["x", "y"]
     assert len(MODEL_CACHE) <= MODEL_CACHE.capacity
 
 
@@ -242,9 +242,9 @@ def test_auto_precision_keeps_small_cuda_batches_in_fp32():
     """Measured on an H100: bf16 autocast is 2x slower than fp32 at batch 1, 1.7x faster at 256."""
     from torch import nn
 
-    from resnext_core.inference import CUDA_HALF_MIN_BATCH, Classifier, LoadedModel
+    from resnext_core.inference import CUDA_HALF_MIN_BATCH, Classifier, LoadedModel, TorchRunner
 
-    loaded = LoadedModel(nn.Identity(), ["a"], Preprocessing(), "test")
+    loaded = LoadedModel(TorchRunner(nn.Identity(), torch.device("cpu")), ["a"], Preprocessing(), "test")
     auto = Classifier(loaded, torch.device("cuda"), torch.bfloat16, None, auto_precision=True)
     assert auto.dtype_for(1) == torch.float32 and auto.dtype_for(CUDA_HALF_MIN_BATCH) == torch.bfloat16
     chosen = Classifier(loaded, torch.device("cuda"), torch.bfloat16, None, auto_precision=False)

@@ -166,13 +166,13 @@ def test_regions_classified_in_one_batched_forward(tmp_path):
     task.get_input(1).set_items(boxes)
     inference = sys.modules["infer_torchvision_resnext.resnext_core.inference"]
     task.run()  # loads the model into the plugin's cache
-    model = list(inference.MODEL_CACHE._entries.values())[-1].model  # most recently used
-    batches = []
-    handle = model.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    loaded = list(inference.MODEL_CACHE._entries.values())[-1]  # most recently used
+    batches, runner = [], loaded.runner
+    loaded.runner = lambda batch, dtype: batches.append(batch.shape[0]) or runner(batch, dtype)
     try:
         task.run()
     finally:
-        handle.remove()
+        loaded.runner = runner
     assert batches == [16]
     objects = task.get_objects_results().get_objects()
     assert len(objects) == 16

@@ -61,12 +61,12 @@ def test_onnx_export_matches_torch_with_dynamic_batch(tmp_path, digits):
 
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     _, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"), "export_onnx": "True"})
-    classifier = load_classifier(weight_file=os.path.join(run, "best.pth"), device="cpu", precision="fp32")
+    classifier = load_classifier(weight_file=os.path.join(run, "best.pth"), device="cpu", engine="torch")
     session = onnxruntime.InferenceSession(os.path.join(run, "model.onnx"), providers=["CPUExecutionProvider"])
     for count in (1, 5):
         images = torch.randn(count, 3, 32, 32)
         with torch.inference_mode():
-            expected = classifier.model(images).numpy()
+            expected = classifier.runner.model(images).numpy()
         actual = session.run(None, {"images": images.numpy()})[0]
         assert actual.shape == (count, 3) and np.abs(actual - expected).max() < 1e-4
 
