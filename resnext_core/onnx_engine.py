@@ -47,13 +47,14 @@ def export_onnx_model(model: nn.Module, sample: torch.Tensor, path: str) -> None
                           dynamic_shapes={"x": {0: batch}}, external_data=False, dynamo=True, verbose=False)
 
 
-def new_session(model_bytes: bytes):
+def new_session(path: str):
+    """An ONNX Runtime CPU session for the model file at `path`."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # warnings about unused initializers are not the user's business
-    return onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 class OnnxRunner:
@@ -115,15 +116,15 @@ class OnnxCache:
         try:
             with open(record_path, encoding="utf-8") as handle:
                 expected = json.load(handle)["sha256"]
-            with open(onnx_path, "rb") as handle:
-                model_bytes = handle.read()
+            with open(onnx_path, "rb") as handle:  # streamed: a 350 MB model is not held twice
+                actual = hashlib.file_digest(handle, "sha256").hexdigest()
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing or unreadable entry: rebuilt
-        if hashlib.sha256(model_bytes).hexdigest() != expected:
+        if actual != expected:
             log.warning("ONNX cache entry %s is corrupt (hash mismatch): rebuilding it", onnx_path)
             return None
         try:
-            session = new_session(model_bytes)
+            session = new_session(onnx_path)
         except Exception as exc:  # onnxruntime raises its own exception types
             log.warning("ONNX cache entry %s does not load (%s): rebuilding it", onnx_path, exc)
             return None

@@ -86,8 +86,7 @@ def export_onnx(checkpoint_path: str, onnx_path: str, sample: torch.Tensor) -> t
     model = model_with_weights(spec.model_name, spec.state_dict, num_classes=len(spec.class_names))
     model.eval()
     export_onnx_model(model, sample, onnx_path)
-    with open(onnx_path, "rb") as handle:
-        session = new_session(handle.read())
+    session = new_session(onnx_path)
     with torch.inference_mode():
         expected = model(sample).numpy()
     actual = session.run(None, {INPUT_NAME: sample.numpy()})[0]
