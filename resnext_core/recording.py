@@ -11,6 +11,10 @@ import torch
 from .checkpoint import atomic_path, atomic_write_text
 from .checkpointing import scalars
 
+# The run folder's pictures, in the order the training plugin shows them as image outputs.
+CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG = (
+    "confusion_matrix.png", "training_curves.png", "worst_predictions.png")
+PICTURES = (CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
 BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix")
 
 
@@ -71,20 +75,21 @@ class RunRecorder:
         report = {k: metrics[k] for k in BEST_REPORT_KEYS}
         report["class_names"] = self.class_names
         atomic_write_text(json.dumps(report, indent=2), self.path("best_metrics.json"))
-        plot_confusion_matrix(metrics["val_confusion_matrix"], self.class_names, self.path("confusion_matrix.png"))
+        plot_confusion_matrix(metrics["val_confusion_matrix"], self.class_names, self.path(CONFUSION_MATRIX_PNG))
 
     def draw_epoch_pictures(self, metrics: dict, history: list, val_items: list) -> None:
         """training_curves.png and worst_predictions.png, redrawn after every epoch: a run can be watched."""
         from .reports import plot_worst_predictions
 
         self.plot_curves(history)
-        plot_worst_predictions(metrics["val_worst"], val_items, self.class_names, metrics["epoch"], self.path("worst_predictions.png"))
+        plot_worst_predictions(metrics["val_worst"], val_items, self.class_names, metrics["epoch"],
+                               self.path(WORST_PREDICTIONS_PNG))
 
     def plot_curves(self, history: list) -> None:
         if history:
             from .reports import plot_training_curves
 
-            plot_training_curves(history, self.path("training_curves.png"))
+            plot_training_curves(history, self.path(TRAINING_CURVES_PNG))
 
     def export_onnx(self, sample: torch.Tensor) -> None:
         """model.onnx from best.pth, checked against torch on `sample` (a batch of preprocessed images)."""

@@ -14,10 +14,12 @@ import sys
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from resnext_core.recording import PICTURES  # noqa: E402  (the run folder's picture names)
+
 IMAGES = os.path.join(ROOT, "docs", "images")
 DEMO_RUN = os.path.join(ROOT, "demo_output", "runs", "digits")
 MAX_WIDTH = 900  # pictures are shrunk to this width: the repository stays small
-RUN_PICTURES = ("confusion_matrix.png", "training_curves.png", "worst_predictions.png")
 
 PANEL_SCRIPT = r"""
 import sys
@@ -79,7 +81,7 @@ def main() -> int:
         sys.exit(f"no demo run in {DEMO_RUN}: run `make demo` first (`make pictures` does)")
     os.makedirs(IMAGES, exist_ok=True)
     labelled_montage()
-    for name in RUN_PICTURES:
+    for name in PICTURES:
         source = os.path.join(DEMO_RUN, name)
         if os.path.isfile(source):
             save_small(Image.open(source), f"digits_{name}")

@@ -17,6 +17,7 @@ from ikomia import core, dataprocess
 from ikomia.core import config as ikomia_config
 from ikomia.dnn import dnntrain
 
+from .resnext_core.recording import CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG
 from .resnext_core.schema import BOOL, Legacy, Schema
 from .resnext_core.train_config import TrainConfig
 from .resnext_core.training import Trainer
@@ -25,9 +26,9 @@ from .resnext_ikomia.param import SchemaParam
 
 # Image outputs after output 0 (the run folder): the run folder's pictures, redrawn after every epoch.
 PICTURE_OUTPUTS = {
-    1: ("confusion_matrix.png", "Confusion matrix (best epoch)"),
-    2: ("training_curves.png", "Training curves"),
-    3: ("worst_predictions.png", "Worst-classified validation images"),
+    1: (CONFUSION_MATRIX_PNG, "Confusion matrix (best epoch)"),
+    2: (TRAINING_CURVES_PNG, "Training curves"),
+    3: (WORST_PREDICTIONS_PNG, "Worst-classified validation images"),
 }
 LOG_EVERY_S = 10.0  # batch lines in the log: often enough to watch, rarely enough to read
 
