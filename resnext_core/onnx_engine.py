@@ -104,11 +104,8 @@ class OnnxCache:
         key = self.key(weights_identity, input_size)
         with self._lock:
             session = self._load(key)
-            if session is None:
-                self._export(key, weights_identity, input_size, build_model())
-                session = self._load(key)
-            if session is None:
-                raise RuntimeError(f"the ONNX model exported to {self.paths(key)[0]} does not load")
+            if session is None:  # just exported and hashed: loaded as it is, not hashed again
+                session = new_session(self._export(key, weights_identity, input_size, build_model()))
         return OnnxRunner(session)
 
     def _load(self, key: str):
@@ -131,7 +128,8 @@ class OnnxCache:
         os.utime(record_path)  # recently used: pruned last
         return session
 
-    def _export(self, key: str, weights_identity: str, input_size: int, model: nn.Module) -> None:
+    def _export(self, key: str, weights_identity: str, input_size: int, model: nn.Module) -> str:
+        """Writes the entry (ONNX file, then its record); returns the ONNX file's path."""
         onnx_path, record_path = self.paths(key)
         sample = torch.zeros(1, 3, input_size, input_size)
         export_onnx_model(model.float().eval().to(memory_format=torch.contiguous_format), sample, onnx_path)
@@ -139,6 +137,7 @@ class OnnxCache:
                   "torch": torch.__version__}
         atomic_write_text(json.dumps(record, indent=1), record_path)
         self._prune(os.path.dirname(record_path))
+        return onnx_path
 
     @staticmethod
     def _prune(folder: str) -> None:
