@@ -11,7 +11,9 @@ from .errors import ConfigError
 from .schema import option
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")  # int8: opt-in, CPU, calibrated (quantize.py)
+# Precision names and the dtypes they compute in; int8: opt-in, CPU, calibrated (quantize.py).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
+PRECISIONS = ("auto", *DTYPES)
 ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime for fp32 on the CPU, torch elsewhere
 
 
@@ -88,18 +90,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     key = choice_key(name)
     if key not in PRECISIONS:
         raise ConfigError(f"Unknown precision '{name}': expected one of {', '.join(PRECISIONS)}")
-    if key == "fp32":
-        return torch.float32
-    if key == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("precision 'fp16' needs a CUDA device: CPUs run it emulated; use bf16 or fp32")
-        return torch.float16
-    if key == "bf16":
-        return torch.bfloat16
-    if key == "int8":
-        if device.type != "cpu":
-            raise ConfigError("precision 'int8' runs on the CPU (x86): use device cpu, or bf16/fp16 on CUDA")
-        return torch.int8
+    if key == "fp16" and device.type != "cuda":
+        raise ConfigError("precision 'fp16' needs a CUDA device: CPUs run it emulated; use bf16 or fp32")
+    if key == "int8" and device.type != "cpu":
+        raise ConfigError("precision 'int8' runs on the CPU (x86): use device cpu, or bf16/fp16 on CUDA")
+    if key != "auto":
+        return DTYPES[key]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
@@ -120,7 +116,8 @@ def resolve_engine(name: str, device: torch.device, dtype: torch.dtype) -> str:
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int8: "int8"}[dtype]
+    """The precision name of a dtype (DTYPES read backwards)."""
+    return next(name for name, value in DTYPES.items() if value == dtype)
 
 
 @functools.lru_cache(maxsize=None)
