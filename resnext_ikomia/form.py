@@ -105,7 +105,7 @@ class ParameterForm(QWidget):
             for widget in collapsible:
                 widget.setVisible(False)
         grid.setRowStretch(grid.rowCount(), 1)
-        self._connect_dependencies(values)
+        self._connect_dependencies()
 
     @staticmethod
     def _toggle_for(widgets: list, title: str) -> QToolButton:
@@ -153,7 +153,7 @@ class ParameterForm(QWidget):
             return PathEdit(option, text)
         return QLineEdit(text)
 
-    def _connect_dependencies(self, values: dict) -> None:
+    def _connect_dependencies(self) -> None:
         """A choice list that follows another parameter (weights follow the model) is refilled when it changes."""
         for option in self.schema:
             if option.depends_on:
