@@ -202,24 +202,28 @@ print(time.perf_counter() - start, peak_kib / 1024)
 """
 
 
-def first_image(model_name: str, engine: str) -> tuple:
+def first_image(model_name: str, engine: str, torch_home: str) -> tuple:
     """(seconds, peak RSS MiB) from a new process's start to its first labelled image."""
     out = subprocess.run([sys.executable, "-c", FIRST_IMAGE, model_name, engine], capture_output=True, text=True,
-                         env=os.environ, cwd=tempfile.gettempdir(), check=True)
+                         env=dict(os.environ, TORCH_HOME=torch_home), cwd=tempfile.gettempdir(), check=True)
     last = [line for line in out.stdout.splitlines() if line.strip()][-1].split()
     return float(last[0]), float(last[1])
 
 
 def first_images(model_name: str) -> dict:
-    """A new process's first image: torch eager, then the default engine with its cache empty, then filled."""
-    import shutil
+    """A new process's first image: torch eager, then the default engine with its cache empty, then filled.
 
-    from resnext_core.onnx_engine import default_cache_folder
+    The processes get a TORCH_HOME of their own that shares the weights: the cold start never empties
+    the cache of a --torch-home the user passed.
+    """
+    import torch
 
-    shutil.rmtree(default_cache_folder(), ignore_errors=True)
+    torch_home = tempfile.mkdtemp(prefix="resnext-first-image-")
+    os.makedirs(os.path.join(torch_home, "hub"))
+    os.symlink(os.path.join(torch.hub.get_dir(), "checkpoints"), os.path.join(torch_home, "hub", "checkpoints"))
     report = {}
     for name, engine in (("torch", "torch"), ("default_cold_cache", "auto"), ("default_warm_cache", "auto")):
-        report[f"first_image_{name}_s"], report[f"peak_rss_{name}_mib"] = first_image(model_name, engine)
+        report[f"first_image_{name}_s"], report[f"peak_rss_{name}_mib"] = first_image(model_name, engine, torch_home)
     return report
 
 
