@@ -1,4 +1,6 @@
 """Ikomia HUB and STUDIO readiness: packaged folders install alone, README code runs, metadata agrees."""
+import ast
+import importlib.metadata
 import os
 import re
 import shutil
@@ -61,6 +63,61 @@ def test_package_folders_are_complete(packaged):
             names = archive.namelist()
         assert f"{name}/{name}.py" in names and f"{name}/resnext_core/models.py" in names
         assert not [n for n in names if "__pycache__" in n]
+
+
+# Ikomia ships OpenCV itself, and STUDIO its Qt: a plugin must not pull other copies of them.
+PROVIDED_BY_IKOMIA = {"ikomia", "cv2", "PyQt6"}
+
+
+def _distribution(requirement: str) -> str:
+    name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _imported_modules(folder, name: str) -> set:
+    """Top-level names of the modules imported, at module level or lazily, by the code a plugin can run:
+    its entry files and, through relative imports, the vendored modules they reach."""
+    queue = [folder / f"{name}{suffix}.py" for suffix in ("", "_process", "_widget", "_test")] + [folder / "__init__.py"]
+    seen, modules = set(), set()
+    while queue:
+        path = queue.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                queue += [p for p in _relative_targets(path, node) if p.is_file()]
+    return modules
+
+
+def _relative_targets(path, node) -> list:
+    """The files `from .x.y import z` may load: x/__init__.py, x/y.py or x/y/__init__.py, and x/y/z.py."""
+    base = path.parent
+    for _ in range(node.level - 1):
+        base = base.parent
+    target = base.joinpath(*(node.module or "").split("."))
+    files = [target.with_suffix(".py"), target / "__init__.py"] + [target / f"{a.name}.py" for a in node.names]
+    return files + [parent / "__init__.py" for parent in target.parents if base in (parent, *parent.parents)]
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_requirements_cover_every_import(packaged, name):
+    """HUB installs a plugin's requirements.txt beside ikomia: every module the folder imports must come
+    from one of them (onnxruntime once went missing: HUB users silently lost the fast engine)."""
+    folder = packaged / name
+    lines = (folder / "requirements.txt").read_text().splitlines()
+    available = {_distribution(line) for line in lines if line.strip() and not line.startswith("#")}
+    available |= {_distribution(r) for r in importlib.metadata.requires("ikomia") if "extra ==" not in r}
+    own = {"resnext_core", "resnext_ikomia", name}
+    third_party = _imported_modules(folder, name) - set(sys.stdlib_module_names) - PROVIDED_BY_IKOMIA - own
+    distributions = importlib.metadata.packages_distributions()
+    missing = sorted(module for module in third_party
+                     if not any(_distribution(d) in available for d in distributions.get(module, [module])))
+    assert not missing, f"{name}/requirements.txt lacks what provides: {', '.join(missing)}"
 
 
 HUB_CHECK = r"""
