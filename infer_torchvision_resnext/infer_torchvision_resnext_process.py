@@ -7,6 +7,7 @@ import numpy as np
 from ikomia import core, dataprocess
 
 from .resnext_core import load_classifier
+from .resnext_core.calibration import TEMPERATURE_RANGE
 from .resnext_core.drawing import draw_labels, format_label
 from .resnext_core.errors import ConfigError
 from .resnext_core.models import DEFAULT_MODEL, MODEL_NAMES, offered_weights, resolve_model_name
@@ -44,6 +45,15 @@ class InferConfig:
     engine: str = option(
         "auto", "Engine", "auto: ONNX Runtime for fp32 on the CPU (exported once, cached on disk), torch elsewhere; "
         "torch: always torch.", choices=ENGINES, group=ADVANCED)
+    calibrated_confidence: bool = option(
+        True, "Calibrated confidences", "Divide the logits by the temperature fitted on a trained checkpoint's "
+        "validation images (else by temperature), so that 0.9 means right about 9 times in 10.", group=ADVANCED)
+    temperature: float = option(
+        1.0, "Temperature", "Used where the weights carry no fitted temperature (ImageNet weights, plain state dicts).",
+        low=TEMPERATURE_RANGE[0], high=TEMPERATURE_RANGE[1], decimals=3, group=ADVANCED)
+    tta: bool = option(
+        False, "Test-time augmentation", "Average over the image and its mirror: twice the compute; wrong where "
+        "mirroring changes the class (digits, text).", group=ADVANCED)
     calibration_folder: str = option(
         "", "int8 calibration images", "Images like those to classify; used by precision int8 only.", kind=FOLDER, group=ADVANCED)
     dataset: str = option(
@@ -71,6 +81,9 @@ def classifier_for(config: InferConfig):
         input_size=config.input_size,
         calibration_folder=config.calibration_folder,
         engine=config.engine,
+        calibrate=config.calibrated_confidence,
+        temperature=config.temperature,
+        mirror=config.tta,
     )
 
 

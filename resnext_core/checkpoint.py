@@ -2,11 +2,13 @@
 
 A checkpoint is a dict of plain data and tensors, loadable with torch.load(weights_only=True):
   format, format_version, model_name, class_names, preprocessing (crop/resize/mean/std), state_dict,
-  and for training runs: epoch, optimizer, scheduler, scaler, metrics, train_params.
+  temperature (calibration.py; absent in runs before it), and for training runs: epoch, batch, optimizer, scheduler,
+  scaler, history, best, stale, train_params.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import re
@@ -31,6 +33,7 @@ class ModelSpec:
     class_names: list
     preprocessing: Preprocessing
     state_dict: dict
+    temperature: float | None = None  # fitted on the run's validation set; None: plain state dicts, older runs
 
 
 @contextlib.contextmanager
@@ -204,4 +207,15 @@ def load_checkpoint(path: str, class_file: str = "", imagenet_categories=None) -
         )
     check_class_count(class_names, class_file or path, num_outputs, f"the model in {path}")
     preprocessing = Preprocessing.from_dict(data["preprocessing"]) if ours else Preprocessing()
-    return ModelSpec(model_name, class_names, preprocessing, state_dict)
+    temperature = _temperature(data["temperature"], path) if ours and "temperature" in data else None
+    return ModelSpec(model_name, class_names, preprocessing, state_dict, temperature)
+
+
+def _temperature(value, path: str) -> float:
+    try:
+        temperature = float(value)
+    except (TypeError, ValueError):
+        temperature = math.nan
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise CheckpointError(f"Weight file {path} has temperature {value!r}: expected a positive number")
+    return temperature

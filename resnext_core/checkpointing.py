@@ -33,6 +33,7 @@ class TrainingState:
     history: list = field(default_factory=list)  # one row per validated epoch
     best: dict | None = None  # scalar metrics of the best epoch
     stale: int = 0  # epochs since the best one
+    temperature: float = 1.0  # fitted on the last validated epoch (calibration.py); inference divides logits by it
 
     def start_batch(self, epoch: int) -> int:
         return self.batch if epoch == self.epoch else 0
@@ -79,6 +80,7 @@ class CheckpointKeeper:
         state = self.state
         improved = is_better(metrics, state.best)
         state.epoch, state.batch = metrics["epoch"], 0
+        state.temperature = metrics["val_temperature"]
         state.history.append(history_row(metrics))
         if improved:
             state.best, state.stale = scalars(metrics), 0
@@ -111,6 +113,7 @@ class CheckpointKeeper:
             history=state.history,
             best=state.best,
             stale=state.stale,
+            temperature=state.temperature,
             train_params=metadata.train_params,
         )
 
@@ -129,6 +132,7 @@ class CheckpointKeeper:
             history=list(data.get("history", [])),
             best=self._carry_over_best(path, data.get("best")),
             stale=int(data.get("stale", 0)),
+            temperature=float(data.get("temperature", 1.0)),
         )
 
     def _check_resumable(self, path: str, data) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -42,6 +43,7 @@ class LoadedModel:
     class_names: list
     preprocessing: Preprocessing
     description: str
+    fitted_temperature: float | None  # a trained checkpoint's (calibration.py); None for ImageNet weights
 
 
 class TorchRunner:
@@ -60,10 +62,14 @@ class TorchRunner:
 
 
 class Classifier:
-    """A model ready to run (torch or ONNX Runtime), its class names and its preprocessing."""
+    """A model ready to run (torch or ONNX Runtime), its class names and its preprocessing.
+
+    Probabilities are softmax(logits / temperature); mirror averages them over each image and its
+    horizontal mirror (test-time augmentation).
+    """
 
     def __init__(self, loaded: LoadedModel, device: torch.device, dtype: torch.dtype, input_size: int | None,
-                 auto_precision: bool = False):
+                 auto_precision: bool = False, temperature: float = 1.0, mirror: bool = False):
         self.runner = loaded.runner
         self.class_names = loaded.class_names
         self.description = loaded.description
@@ -71,6 +77,8 @@ class Classifier:
         self.device = device
         self.dtype = dtype
         self.auto_precision = auto_precision
+        self.temperature = temperature
+        self.mirror = mirror
 
     @property
     def engine(self) -> str:
@@ -82,13 +90,18 @@ class Classifier:
 
     def predict(self, images) -> torch.Tensor:
         """Class probabilities, N x C float32 on the CPU, for a list of images (numpy arrays)."""
-        chunks = [self._forward(images[i : i + MAX_BATCH]) for i in range(0, len(images), MAX_BATCH)]
+        step = MAX_BATCH // 2 if self.mirror else MAX_BATCH  # a mirrored image doubles the batch
+        chunks = [self._forward(images[i : i + step]) for i in range(0, len(images), step)]
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
     def _forward(self, images) -> torch.Tensor:
         disable_openmp_dynamic_threads()
-        logits = self.runner(self.preprocessing.batch(images), self.dtype_for(len(images)))
-        return logits.float().softmax(dim=1).cpu()
+        batch = self.preprocessing.batch(images)
+        if self.mirror:  # one forward over the images and their mirrors
+            batch = torch.cat([batch, batch.flip(-1)])
+        logits = self.runner(batch, self.dtype_for(len(batch))).float().cpu()
+        probabilities = (logits / self.temperature).softmax(dim=1)
+        return probabilities.view(2, len(images), -1).mean(0) if self.mirror else probabilities
 
     def dtype_for(self, batch_size: int) -> torch.dtype:
         if self.auto_precision and self.device.type == "cuda" and batch_size < CUDA_HALF_MIN_BATCH:
@@ -138,6 +151,7 @@ class ModelSource:
     description: str
     identity: str  # names the weights in the on-disk engine cache
     build: Callable[[], nn.Module]  # the float model with its weights, eval mode, batch norms folded
+    fitted_temperature: float | None = None
 
 
 def _source(model_name: str, weights: str, weight_file: str, class_file: str) -> ModelSource:
@@ -153,7 +167,7 @@ def _source(model_name: str, weights: str, weight_file: str, class_file: str) ->
             return fold_batch_norms(model.eval())
 
         return ModelSource(spec.class_names, spec.preprocessing, f"{spec.model_name} from {weight_file}",
-                           f"file:{file_sha256(weight_file)}", build)
+                           f"file:{file_sha256(weight_file)}", build, spec.temperature)
     entry = resolve_weights(model_name, weights)
     class_names = list(entry.meta["categories"])
     if class_file:  # e.g. the public plugin's imagenet_classes.txt, or translated names
@@ -219,12 +233,17 @@ def load_classifier(
     input_size: int | None = None,
     calibration_folder: str = "",
     engine: str = "auto",
+    calibrate: bool = True,
+    temperature: float = 1.0,
+    mirror: bool = False,
 ) -> Classifier:
     """Classifier for ImageNet weights (model_name + weights) or a trained file (weight_file [+ class_file]).
 
     A weight file decides the architecture itself; model_name is then only validated.
     precision "int8" quantizes the model on calibration_folder's images (see quantize.py).
     engine "auto" runs fp32 on the CPU with ONNX Runtime (onnx_engine.py), everything else with torch.
+    calibrate divides the logits by the checkpoint's fitted temperature, or by `temperature` where the
+    weights carry none; off, probabilities are the raw softmax. mirror: test-time augmentation.
     """
     model_name = resolve_model_name(model_name)
     if weight_file:
@@ -250,7 +269,18 @@ def load_classifier(
             if calibration:
                 model = quantize_int8(model, source.preprocessing.at_size(input_size), calibration)
             runner = TorchRunner(model, torch_device)
-        return LoadedModel(runner, source.class_names, source.preprocessing, source.description)
+        return LoadedModel(runner, source.class_names, source.preprocessing, source.description, source.fitted_temperature)
 
-    auto = choice_key(precision) == "auto"
-    return Classifier(MODEL_CACHE.get(key, loader), torch_device, dtype, input_size, auto_precision=auto)
+    loaded = MODEL_CACHE.get(key, loader)
+    return Classifier(loaded, torch_device, dtype, input_size, auto_precision=choice_key(precision) == "auto",
+                      temperature=_temperature(loaded, calibrate, temperature), mirror=mirror)
+
+
+def _temperature(loaded: LoadedModel, calibrate: bool, temperature: float) -> float:
+    if not calibrate:
+        return 1.0
+    if loaded.fitted_temperature is not None:
+        return loaded.fitted_temperature
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"temperature must be a positive number, got {temperature}")
+    return temperature

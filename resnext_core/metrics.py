@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 
+from .calibration import log_softmax
+
 
 def classification_metrics(labels, logits, class_names) -> dict:
     """Top-1, top-5 (5+ classes), macro and per-class precision/recall/F1, confusion matrix."""
@@ -36,8 +38,7 @@ def worst_predictions(labels, logits, count: int) -> list:
     [{"index", "label", "predicted", "confidence" (of the prediction), "loss"}, ...]."""
     labels = np.asarray(labels)
     logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probabilities = log_softmax(logits)
     losses = -log_probabilities[np.arange(len(labels)), labels]
     predicted = logits.argmax(axis=1)
     order = np.argsort(-losses, kind="stable")[:count]

@@ -12,10 +12,11 @@ from .checkpoint import atomic_path, atomic_write_text
 from .checkpointing import scalars
 
 # The run folder's pictures, in the order the training plugin shows them as image outputs.
-CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG = (
-    "confusion_matrix.png", "training_curves.png", "worst_predictions.png")
-PICTURES = (CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
-BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix")
+CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG = (
+    "confusion_matrix.png", "training_curves.png", "worst_predictions.png", "reliability_diagram.png")
+PICTURES = (CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG)
+BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix",
+                    "val_temperature", "val_ece", "val_ece_calibrated", "val_nll", "val_nll_calibrated")
 
 
 class RunRecorder:
@@ -69,13 +70,15 @@ class RunRecorder:
             self.tensorboard.flush()
 
     def write_best_report(self, metrics: dict) -> None:
-        """best_metrics.json (per-class metrics, confusion matrix) and confusion_matrix.png of the best epoch."""
-        from .reports import plot_confusion_matrix
+        """best_metrics.json (per-class metrics, confusion matrix, calibration), confusion_matrix.png and
+        reliability_diagram.png of the best epoch."""
+        from .reports import plot_confusion_matrix, plot_reliability_diagram
 
         report = {k: metrics[k] for k in BEST_REPORT_KEYS}
         report["class_names"] = self.class_names
         atomic_write_text(json.dumps(report, indent=2), self.path("best_metrics.json"))
         plot_confusion_matrix(metrics["val_confusion_matrix"], self.class_names, self.path(CONFUSION_MATRIX_PNG))
+        plot_reliability_diagram(metrics["val_reliability"], metrics["val_temperature"], self.path(RELIABILITY_DIAGRAM_PNG))
 
     def draw_epoch_pictures(self, metrics: dict, history: list, val_items: list) -> None:
         """training_curves.png and worst_predictions.png, redrawn after every epoch: a run can be watched."""

@@ -33,6 +33,33 @@ def plot_confusion_matrix(matrix, class_names, path: str) -> None:
     plt.close(figure)
 
 
+def plot_reliability_diagram(reliability: dict, temperature: float, path: str) -> None:
+    """Accuracy against confidence per bin, before and after temperature scaling, with each one's ECE;
+    the bars below count the samples per bin. A calibrated model follows the diagonal."""
+    from .calibration import ECE_BINS, expected_calibration_error_of_bins
+
+    plt = _pyplot()
+    figure, (curve_axes, count_axes) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
+                                                    gridspec_kw={"height_ratios": (3, 1)})
+    curve_axes.plot((0, 1), (0, 1), color="gray", linestyle="--", label="perfect calibration")
+    centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
+    for key, label, colour in (("raw", "raw softmax", "tab:red"), ("calibrated", f"T = {temperature:.2f}", "tab:blue")):
+        bins = reliability[key]
+        used = np.asarray(bins["count"]) > 0
+        ece = expected_calibration_error_of_bins(bins)
+        curve_axes.plot(np.asarray(bins["confidence"])[used], np.asarray(bins["accuracy"])[used], marker="o",
+                        color=colour, label=f"{label} (ECE {ece:.3f})")
+        count_axes.bar(centres + (0.15 if key == "calibrated" else -0.15) / ECE_BINS, bins["count"],
+                       width=0.3 / ECE_BINS, color=colour)
+    curve_axes.set(ylabel="accuracy", title="Reliability diagram (validation, best epoch)", xlim=(0, 1), ylim=(0, 1.01))
+    curve_axes.legend(loc="best")
+    curve_axes.grid(alpha=0.3)
+    count_axes.set(xlabel="confidence of the top-1 class", ylabel="images")
+    figure.tight_layout()
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
 def plot_training_curves(history: list, path: str) -> None:
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]

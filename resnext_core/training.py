@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .calibration import calibration_metrics
 from .checkpointing import CheckpointKeeper, CheckpointMetadata
 from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
 from .errors import ConfigError
@@ -210,8 +211,8 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
 
 @torch.inference_mode()
 def evaluate(model, loader, criterion, device, amp_dtype, class_names) -> dict:
-    """val_loss plus classification_metrics() of the whole loader, each key prefixed with val_, and
-    val_worst: the highest-loss samples (indices into the loader's dataset)."""
+    """val_loss plus classification_metrics() and calibration_metrics() of the whole loader, each key
+    prefixed with val_, and val_worst: the highest-loss samples (indices into the loader's dataset)."""
     model.eval()
     all_logits, all_labels, total_loss = [], [], 0.0
     for images, labels in loader:
@@ -222,7 +223,7 @@ def evaluate(model, loader, criterion, device, amp_dtype, class_names) -> dict:
         all_logits.append(logits)
         all_labels.append(labels)
     logits, labels = torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
-    metrics = classification_metrics(labels, logits, class_names)
+    metrics = {**classification_metrics(labels, logits, class_names), **calibration_metrics(logits, labels)}
     return {"val_loss": total_loss / len(labels), **{f"val_{k}": v for k, v in metrics.items()},
             "val_worst": worst_predictions(labels, logits, WORST_SHOWN)}
 

@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import run_python
 from helpers import INFER, cache_random_weights, new_task, results, run_on_array, small_checkpoint, textured_image
 from resnext_core import models
+from resnext_core.inference import load_classifier
 
 SNIPPET = """
 from ikomia.dataprocess.workflow import Workflow
@@ -92,6 +93,29 @@ def test_top_k_and_other_parameter_changes_take_effect(imagenet_weights):
     run_on_array(task, image)
     assert changed_box(image, task.get_image_with_graphics()) is None
     assert_ranked(results(task), 1000)
+
+
+def test_tta_averages_the_image_and_its_mirror(imagenet_weights):
+    # 300 px resizes to 232 and crops 224 from the centre: the crop of the mirror is the mirror of the crop.
+    image = textured_image(300, 300)
+    plain = load_classifier(device="cpu", engine="torch").predict
+    expected = (plain([image]) + plain([np.ascontiguousarray(image[:, ::-1])])) / 2
+    assert not torch.allclose(plain([image]), expected, atol=1e-3)  # the mirror changes the answer
+    both = load_classifier(device="cpu", engine="torch", mirror=True).predict([image, image])
+    assert torch.allclose(both, expected.expand(2, -1), atol=1e-5)
+    _, task = new_task(INFER, {"tta": "True", "engine": "torch", "top_k": "3"})
+    run_on_array(task, image)
+    assert [c for _, c in results(task)[:3]] == pytest.approx(expected[0].sort(descending=True).values[:3].tolist(), abs=1e-4)
+
+
+def test_imagenet_weights_take_a_given_temperature(imagenet_weights):
+    image = textured_image(240, 320)
+    raw = load_classifier(device="cpu", engine="torch", calibrate=False).predict([image])
+    assert torch.allclose(load_classifier(device="cpu", engine="torch").predict([image]), raw)  # T = 1 by default
+    hotter = load_classifier(device="cpu", engine="torch", temperature=2.0).predict([image])
+    assert torch.allclose(hotter, (raw.log() / 2).softmax(1), atol=1e-5)
+    assert torch.equal(hotter.argmax(1), raw.argmax(1))
+    assert torch.allclose(load_classifier(device="cpu", engine="torch", temperature=2.0, calibrate=False).predict([image]), raw)
 
 
 def test_model_and_weights_changes_take_effect(imagenet_weights):

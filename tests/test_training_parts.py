@@ -116,7 +116,12 @@ def _keeper(folder, keep_best=True, class_names=("a", "b"), optimizer="sgd", mod
 
 
 def _metrics(epoch, top1, loss):
-    return {"epoch": epoch, "val_top1": top1, "val_loss": loss, "val_per_class": {}, "note": "not a scalar"}
+    return {"epoch": epoch, "val_top1": top1, "val_loss": loss, "val_temperature": _temperature(epoch),
+            "val_per_class": {}, "note": "not a scalar"}
+
+
+def _temperature(epoch):
+    return 1.0 + epoch / 10
 
 
 def test_is_better_prefers_top1_then_lower_loss():
@@ -135,11 +140,14 @@ def test_keeper_tracks_best_and_stale_epochs(tmp_path):
         assert keeper.state.stale == stale and keeper.state.epoch == epoch
         best = safe_load(keeper.path("best.pth"))
         assert best["epoch"] == keeper.state.best["epoch"] and best["stale"] == 0
-    assert keeper.state.best == {"epoch": 5, "val_top1": 0.6, "val_loss": 2.0}
+        # Each checkpoint carries the temperature fitted on its own epoch's validation predictions.
+        assert best["temperature"] == _temperature(best["epoch"])
+        assert safe_load(keeper.path("last.pth"))["temperature"] == _temperature(epoch)
+    assert keeper.state.best == {"epoch": 5, "val_top1": 0.6, "val_loss": 2.0, "val_temperature": 1.5}
     assert [row["epoch"] for row in keeper.state.history] == [1, 2, 3, 4, 5] and keeper.state.epochs_done == 5
     last = safe_load(keeper.path("last.pth"))
     assert (last["epoch"], last["batch"], last["stale"], len(last["history"])) == (5, 0, 0, 5)
-    assert last["history"][0] == {"epoch": 1, "val_top1": 0.5, "val_loss": 1.0, "val_per_class": {}}
+    assert last["history"][0] == {"epoch": 1, "val_top1": 0.5, "val_loss": 1.0, "val_temperature": 1.1, "val_per_class": {}}
     assert last["train_params"] == {"optimizer": "sgd", "train_mode": "scratch"}
 
     without_best = _keeper(tmp_path / "no-best", keep_best=False)
@@ -156,6 +164,7 @@ def test_keeper_resumes_state_and_carries_the_best_model_over(tmp_path):
     resumed.resume(keeper.path("last.pth"))
     state = resumed.state
     assert (state.epoch, state.batch, state.stale, state.best["epoch"]) == (2, 3, 1, 1)
+    assert state.temperature == _temperature(2)
     assert state.start_batch(2) == 3 and state.start_batch(3) == 0
     assert safe_load(resumed.path("best.pth"))["epoch"] == 1, "best.pth copied into the new run folder"
     assert torch.equal(resumed.model.weight, keeper.model.weight)

@@ -17,7 +17,8 @@ from ikomia import core, dataprocess
 from ikomia.core import config as ikomia_config
 from ikomia.dnn import dnntrain
 
-from .resnext_core.recording import CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG
+from .resnext_core.recording import (
+    CONFUSION_MATRIX_PNG, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
 from .resnext_core.schema import BOOL, Legacy, Schema
 from .resnext_core.train_config import TrainConfig
 from .resnext_core.training import Trainer
@@ -29,6 +30,7 @@ PICTURE_OUTPUTS = {
     1: (CONFUSION_MATRIX_PNG, "Confusion matrix (best epoch)"),
     2: (TRAINING_CURVES_PNG, "Training curves"),
     3: (WORST_PREDICTIONS_PNG, "Worst-classified validation images"),
+    4: (RELIABILITY_DIAGRAM_PNG, "Reliability diagram (best epoch)"),
 }
 LOG_EVERY_S = 10.0  # batch lines in the log: often enough to watch, rarely enough to read
 
