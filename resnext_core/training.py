@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .balance import balanced_class_weights, image_sampling_weights
+from .balance import (balanced_class_weights, image_sampling_weights, images_per_class, imbalance_warnings,
+                      smallest_classes_line)
 from .checkpointing import CheckpointKeeper, CheckpointMetadata
 from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
 from .errors import ConfigError
@@ -292,10 +293,20 @@ class Trainer:
             self.log(f"skipped {len(self.split.skipped)} unreadable file(s), e.g. {self.split.skipped[0][0]}: {self.split.skipped[0][1]}")
         self.class_names = self.split.class_names
         self.train_labels = [label for _, label in self.split.train]
+        self.train_counts = images_per_class(self.split.train, len(self.class_names))
+        self.val_counts = images_per_class(self.split.val, len(self.class_names))
+        self._report_class_sizes()
         self.image_weights = sampling_weights(config, self.train_labels, len(self.class_names))
         self.preprocessing = training_preprocessing(config)
         self.batch_size = self._batch_size()
         self.run_folder = None  # set by run()
+
+    def _report_class_sizes(self) -> None:
+        """Log the smallest classes, and warn where the training set is small or imbalanced."""
+        self.log(smallest_classes_line(self.class_names, self.train_counts))
+        balancing = self.config.class_balance != "none"
+        for warning in imbalance_warnings(self.class_names, self.train_counts, balancing):
+            self.log(f"warning: {warning}")
 
     def _batch_size(self) -> int:
         if self.config.batch_size > len(self.split.train):
@@ -323,7 +334,7 @@ class Trainer:
             keeper.resume(config.resume)
             self.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
         recorder = RunRecorder(self.run_folder, self.class_names, self.log)
-        recorder.write_dataset_files(self.split.skipped)
+        recorder.write_dataset_files(self.split.skipped, self.train_counts, self.val_counts)
         with recorder:
             stopped = self._run_epochs(setup, keeper, recorder)
         if keeper.state.best is not None and config.export_onnx and not stopped:
