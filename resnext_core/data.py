@@ -188,11 +188,19 @@ class TrainTransform:
 class EpochBatches(torch.utils.data.Sampler):
     """Shuffled batches, reproducible per (seed, epoch), resumable at a batch index.
 
+    image_weights (balanced sampling): the epoch draws `size` images with replacement, each with a
+    probability proportional to its weight, instead of every image once. The draw depends only on
+    (seed, epoch) too, so a resumed run continues the same order.
     A trailing batch of one image is dropped: BatchNorm cannot train on it.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0):
-        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, image_weights=None):
+        generator = torch.Generator().manual_seed(seed * 100003 + epoch)
+        if image_weights is None:
+            order = torch.randperm(size, generator=generator).tolist()
+        else:
+            weights = torch.as_tensor(image_weights, dtype=torch.float64)
+            order = torch.multinomial(weights, size, replacement=True, generator=generator).tolist()
         batches = [order[i : i + batch_size] for i in range(0, size, batch_size)]
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches.pop()

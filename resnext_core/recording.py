@@ -1,4 +1,4 @@
-"""A training run's human-facing files: class and skipped-file lists, metrics tables, reports, plots,
+"""A training run's human-facing files: class lists and sizes, skipped files, metrics tables, reports, plots,
 TensorBoard event files and the ONNX export. Every file is written atomically."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .checkpointing import scalars
 CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG = (
     "confusion_matrix.png", "training_curves.png", "worst_predictions.png", "reliability_diagram.png")
 PICTURES = (CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG)
+CLASS_COUNTS_CSV = "class_counts.csv"
 BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix",
                     "val_temperature", "val_ece", "val_ece_calibrated", "val_nll", "val_nll_calibrated")
 
@@ -48,22 +49,29 @@ class RunRecorder:
             return None
         return SummaryWriter(self.path("tensorboard"))
 
-    def write_dataset_files(self, skipped: list) -> None:
-        """classes.txt (one name a line, in label order) and, if any, skipped_files.txt (path<TAB>reason)."""
+    def write_dataset_files(self, skipped: list, train_counts: list, val_counts: list) -> None:
+        """classes.txt (one name a line, in label order), class_counts.csv (class, train, val: images of each
+        class, in label order) and, if any, skipped_files.txt (path<TAB>reason)."""
         atomic_write_text("\n".join(self.class_names) + "\n", self.path("classes.txt"))
+        self._write_csv(CLASS_COUNTS_CSV, ["class", "train", "val"], [
+            {"class": name, "train": train, "val": val}
+            for name, train, val in zip(self.class_names, train_counts, val_counts)
+        ])
         if skipped:
             lines = [f"{path}\t{reason}" for path, reason in skipped]
             atomic_write_text("\n".join(lines) + "\n", self.path("skipped_files.txt"))
+
+    def _write_csv(self, filename: str, columns: list, rows: list) -> None:
+        with atomic_path(self.path(filename), ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def write_epoch(self, metrics: dict, history: list) -> None:
         """metrics.json and metrics.csv from the whole history; the epoch's scalars to TensorBoard."""
         atomic_write_text(json.dumps(history, indent=2), self.path("metrics.json"))
         rows = [scalars(row) for row in history]
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        with atomic_path(self.path("metrics.csv"), ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        self._write_csv("metrics.csv", list(dict.fromkeys(k for row in rows for k in row)), rows)
         if self.tensorboard is not None:
             for key, value in scalars(metrics).items():
                 self.tensorboard.add_scalar(key, value, metrics["epoch"])

@@ -12,6 +12,7 @@ from .schema import ADVANCED, FILE, FOLDER, option
 
 TRAIN_MODES = ("fine_tune", "feature_extract", "scratch")
 OPTIMIZERS = ("sgd", "adamw")
+CLASS_BALANCES = ("none", "weighted_loss", "balanced_sampling")
 NO_WEIGHTS_CHOICE = "none"
 
 
@@ -50,6 +51,10 @@ class TrainConfig:
         1.0, "Warmup epochs", "Epochs of linear learning-rate warmup.", low=0.0, high=1000.0, decimals=2, group=ADVANCED)
     label_smoothing: float = option(
         0.1, "Label smoothing", "Share of the target spread over the other classes.", low=0.0, high=0.99, decimals=2, group=ADVANCED)
+    class_balance: str = option(
+        "none", "Class balance", "For imbalanced datasets: weighted_loss weighs each class's loss by its inverse "
+        "frequency; balanced_sampling draws each epoch's images (with replacement) so every class comes about "
+        "equally often.", choices=CLASS_BALANCES, group=ADVANCED)
     min_crop_scale: float = option(
         0.25, "Smallest random crop", "Smallest random crop, as a fraction of the image area.",
         low=0.01, high=1.0, decimals=2, group=ADVANCED)
@@ -71,10 +76,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         self.model_name = resolve_model_name(self.model_name)
-        if self.train_mode not in TRAIN_MODES:
-            raise ConfigError(f"train_mode must be one of {', '.join(TRAIN_MODES)}, got '{self.train_mode}'")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
+        for name, choices in (("train_mode", TRAIN_MODES), ("optimizer", OPTIMIZERS), ("class_balance", CLASS_BALANCES)):
+            if getattr(self, name) not in choices:  # a config built in code skips the schema's parsing
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, got '{getattr(self, name)}'")
         if not self.output_folder:
             raise ConfigError("output_folder is empty: say where the run folder goes")
         if self.pretrained:

@@ -1,8 +1,9 @@
 """Training loop shared by the training plugin and scripts: no ikomia, no Qt.
 
 Recipe: RandomResizedCrop + flip; validation with exactly the inference preprocessing; SGD or AdamW;
-linear warmup then cosine decay (per step); label smoothing; AMP on CUDA, bf16 autocast on CPUs with
-native bf16; channels_last; seeded and resumable at a batch.
+linear warmup then cosine decay (per step); label smoothing; optional class balancing (weighted loss or
+balanced sampling); AMP on CUDA, bf16 autocast on CPUs with native bf16; channels_last; seeded and
+resumable at a batch.
 
 Layout, after torchvision's references/classification/train.py: train_one_epoch() and evaluate() do the
 computing; CheckpointKeeper (checkpointing.py) owns best.pth/last.pth and resume; RunRecorder
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .balance import (balanced_class_weights, image_sampling_weights, images_per_class, imbalance_warnings,
+                      smallest_classes_line)
 from .calibration import calibration_metrics
 from .checkpointing import CheckpointKeeper, CheckpointMetadata
 from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
@@ -83,13 +86,14 @@ class TrainResult:
 
 @dataclass
 class TrainingSetup:
-    """The objects one run trains with; all of them are saved in its checkpoints but the criterion."""
+    """The objects one run trains with; all of them are saved in its checkpoints but the criteria."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    criterion: nn.Module
+    criterion: nn.Module  # training loss: class-weighted with class_balance weighted_loss
+    val_criterion: nn.Module  # never class-weighted, see build_setup
 
 
 def unique_run_folder(output_folder: str, run_name: str) -> str:
@@ -147,15 +151,34 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum, nesterov=config.momentum > 0)
 
 
-def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int) -> TrainingSetup:
+def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int, train_labels: list) -> TrainingSetup:
     model = build_classifier(config, num_classes, device)
     optimizer = build_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps_per_epoch * config.epochs, int(steps_per_epoch * config.warmup_epochs))
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    return TrainingSetup(model, optimizer, scheduler, scaler, criterion)
+    criterion = nn.CrossEntropyLoss(weight=loss_class_weights(config, train_labels, num_classes, device),
+                                    label_smoothing=config.label_smoothing)
+    # Validation loss stays unweighted, as in most references: it then measures the same thing whatever
+    # class_balance is, so runs with and without balancing (and older runs) compare on it, and it does not
+    # depend on the training set's class sizes. Per-class recall and macro F1 show what balancing changes.
+    val_criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return TrainingSetup(model, optimizer, scheduler, scaler, criterion, val_criterion)
+
+
+def loss_class_weights(config: TrainConfig, train_labels: list, num_classes: int, device) -> torch.Tensor | None:
+    """Inverse class frequencies for class_balance weighted_loss, else None (every class weighs 1)."""
+    if config.class_balance != "weighted_loss":
+        return None
+    return torch.tensor(balanced_class_weights(train_labels, num_classes), dtype=torch.float32, device=device)
+
+
+def sampling_weights(config: TrainConfig, train_labels: list, num_classes: int):
+    """Per-image weights for class_balance balanced_sampling, else None (each image once an epoch)."""
+    if config.class_balance != "balanced_sampling":
+        return None
+    return image_sampling_weights(train_labels, num_classes)
 
 
 # --- computing --------------------------------------------------------------------------------
@@ -270,9 +293,21 @@ class Trainer:
         if self.split.skipped:
             self.log(f"skipped {len(self.split.skipped)} unreadable file(s), e.g. {self.split.skipped[0][0]}: {self.split.skipped[0][1]}")
         self.class_names = self.split.class_names
+        self.train_labels = [label for _, label in self.split.train]
+        self.train_counts = images_per_class(self.split.train, len(self.class_names))
+        self.val_counts = images_per_class(self.split.val, len(self.class_names))
+        self._report_class_sizes()
+        self.image_weights = sampling_weights(config, self.train_labels, len(self.class_names))
         self.preprocessing = training_preprocessing(config)
         self.batch_size = self._batch_size()
         self.run_folder = None  # set by run()
+
+    def _report_class_sizes(self) -> None:
+        """Log the smallest classes, and warn where the training set is small or imbalanced."""
+        self.log(smallest_classes_line(self.class_names, self.train_counts))
+        balancing = self.config.class_balance != "none"
+        for warning in imbalance_warnings(self.class_names, self.train_counts, balancing):
+            self.log(f"warning: {warning}")
 
     def _batch_size(self) -> int:
         if self.config.batch_size > len(self.split.train):
@@ -291,7 +326,7 @@ class Trainer:
         self.on_start(self.run_folder)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
-        setup = build_setup(config, len(self.class_names), self.device, self.amp_dtype, self.steps_per_epoch)
+        setup = build_setup(config, len(self.class_names), self.device, self.amp_dtype, self.steps_per_epoch, self.train_labels)
         metadata = CheckpointMetadata(config.model_name, self.class_names, self.preprocessing,
                                       {k: str(v) for k, v in asdict(config).items()})
         keeper = CheckpointKeeper(self.run_folder, setup.model, setup.optimizer, setup.scheduler, setup.scaler,
@@ -300,7 +335,7 @@ class Trainer:
             keeper.resume(config.resume)
             self.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
         recorder = RunRecorder(self.run_folder, self.class_names, self.log)
-        recorder.write_dataset_files(self.split.skipped)
+        recorder.write_dataset_files(self.split.skipped, self.train_counts, self.val_counts)
         with recorder:
             stopped = self._run_epochs(setup, keeper, recorder)
         if keeper.state.best is not None and config.export_onnx and not stopped:
@@ -321,7 +356,7 @@ class Trainer:
                 last = keeper.save_interrupted(epoch, stats.batch)
                 self.log(f"stopped during epoch {epoch + 1}: resumable checkpoint {last}")
                 return True
-            validation = evaluate(setup.model, val_loader, setup.criterion, self.device, self.amp_dtype, self.class_names)
+            validation = evaluate(setup.model, val_loader, setup.val_criterion, self.device, self.amp_dtype, self.class_names)
             metrics = {"epoch": epoch + 1, **stats.as_metrics(), **validation, "skipped_files": len(self.split.skipped)}
             self._end_epoch(metrics, keeper, recorder)
             if config.patience and keeper.state.stale >= config.patience:
@@ -330,7 +365,7 @@ class Trainer:
         return False
 
     def _train_epoch(self, setup: TrainingSetup, train_set, epoch: int, start_batch: int, remaining: RemainingTime) -> EpochStats:
-        sampler = EpochBatches(len(train_set), self.batch_size, self.config.seed, epoch, start_batch)
+        sampler = EpochBatches(len(train_set), self.batch_size, self.config.seed, epoch, start_batch, self.image_weights)
         description = f"epoch {epoch + 1}/{self.config.epochs}"
         with tqdm(self._loader(train_set, batch_sampler=sampler), desc=description, total=self.steps_per_epoch,
                   initial=start_batch, leave=False, disable=not self.progress_bar) as batches:

@@ -5,6 +5,7 @@ plugin's legacy names.
 """
 import copy
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -33,6 +34,8 @@ PICTURE_OUTPUTS = {
     4: (RELIABILITY_DIAGRAM_PNG, "Reliability diagram (best epoch)"),
 }
 LOG_EVERY_S = 10.0  # batch lines in the log: often enough to watch, rarely enough to read
+# A child of Ikomia's logger: its lines go where Ikomia's own go, the console (STUDIO's log) and log.txt.
+LOGGER = logging.getLogger("ikomia.train_torchvision_resnext")
 
 # The public plugin's booleans, mapped onto train_mode and weights.
 LEGACY = [
@@ -63,6 +66,11 @@ class TrainResNeXtParam(SchemaParam):
     @property
     def cfg(self):  # what ikomia's TrainProcess logs to MLflow
         return self.get_values()
+
+
+def log(line: str) -> None:
+    """The plugin's lines and the Trainer's (dataset warnings, epochs) in Ikomia's log."""
+    LOGGER.info(f"train_torchvision_resnext: {line}")
 
 
 def mlflow_server_reachable(uri: str) -> bool:
@@ -129,6 +137,7 @@ class TrainResNeXt(dnntrain.TrainProcess):
             on_batch=self._on_batch,
             on_epoch=self._on_epoch,
             should_stop=lambda: self._stop_requested,
+            log=log,
             progress_bar=sys.stderr.isatty(),  # scripts in a terminal get a tqdm bar
         )
         self.emit_add_sub_progress_steps(trainer.config.epochs * trainer.steps_per_epoch)
@@ -146,7 +155,7 @@ class TrainResNeXt(dnntrain.TrainProcess):
         self.get_output(0).set_path(trainer.run_folder)
         self.emit_step_progress()
         self.end_task_run()
-        print(f"train_torchvision_resnext: {'stopped' if result.stopped else 'done'}, outputs in {trainer.run_folder}", flush=True)
+        log(f"{'stopped' if result.stopped else 'done'}, outputs in {trainer.run_folder}")
 
     def _on_start(self, run_folder: str):
         """The run folder exists: metrics go to a reachable MLflow server, or to a file store inside it."""
@@ -158,7 +167,7 @@ class TrainResNeXt(dnntrain.TrainProcess):
             uri = "file://" + os.path.join(run_folder, "mlruns")
         mlflow.set_tracking_uri(uri)
         self.begin_task_run()
-        print(f"train_torchvision_resnext: run folder {run_folder} (MLflow: {uri})", flush=True)
+        log(f"run folder {run_folder} (MLflow: {uri})")
 
     def _on_batch(self, progress):
         self.emit_step_progress()
@@ -166,8 +175,8 @@ class TrainResNeXt(dnntrain.TrainProcess):
         if now - self._last_log >= LOG_EVERY_S or progress.batch == progress.batches:
             self._last_log = now
             minutes, seconds = divmod(round(progress.seconds_left), 60)
-            print(f"train_torchvision_resnext: epoch {progress.epoch}/{progress.epochs}, batch {progress.batch}/"
-                  f"{progress.batches}, loss {progress.loss:.4f}, about {minutes} min {seconds:02d} s left", flush=True)
+            log(f"epoch {progress.epoch}/{progress.epochs}, batch {progress.batch}/{progress.batches}, "
+                f"loss {progress.loss:.4f}, about {minutes} min {seconds:02d} s left")
 
     def _on_epoch(self, result):
         self.log_metrics({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}, step=result.epoch)
