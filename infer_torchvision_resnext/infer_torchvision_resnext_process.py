@@ -10,7 +10,7 @@ from .resnext_core import load_classifier
 from .resnext_core.drawing import draw_labels, format_label
 from .resnext_core.errors import ConfigError
 from .resnext_core.models import DEFAULT_MODEL, MODEL_NAMES, offered_weights, resolve_model_name
-from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE, region_box
 from .resnext_core.runtime import ENGINES, PRECISIONS, device_option
 from .resnext_core.schema import ADVANCED, FILE, FOLDER, SIZE, Schema, alias, option
 from .resnext_ikomia.metadata import KEYWORDS, fill_info
@@ -119,17 +119,25 @@ class InferResNeXt(dataprocess.CClassificationTask):
         self.get_output(2).set_items([])
         return draw_labels(image, [format_label(name, conf) for name, conf in ranked[:top_k]])
 
-    def _classify_regions(self, classifier):
+    def _regions(self, image):
+        """[(item, box, crop), ...] of the graphics input's regions that hold pixels. Cut here: ikomia
+        0.16.1's get_object_sub_image() returns the whole image whatever the region."""
+        height, width = image.shape[:2]
         regions = []
         for item in self.get_input_objects():
-            crop = self.get_object_sub_image(item)
-            if crop is not None and crop.size:
-                regions.append((item, crop))
+            box = region_box(*item.get_bounding_rect(), height, width)
+            if box is not None:
+                left, top, right, bottom = box
+                regions.append((item, box, image[top:bottom, left:right]))
+        return regions
+
+    def _classify_regions(self, classifier):
+        regions = self._regions(self.get_input(0).get_image())
         if not regions:
             return
-        probabilities = classifier.predict([crop for _, crop in regions])  # one batched forward
+        probabilities = classifier.predict([crop for _, _, crop in regions])  # one batched forward
         confidences, indices = probabilities.max(dim=1)
-        for (item, _), index, confidence in zip(regions, indices.tolist(), confidences.tolist()):
+        for (item, _, _), index, confidence in zip(regions, indices.tolist(), confidences.tolist()):
             self.add_object(item, index, confidence)
 
 

@@ -7,6 +7,7 @@ bool, float.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -156,6 +157,16 @@ class Preprocessing:
         if len({c.dtype for c in crops}) > 1:
             crops = [F.to_dtype(c, torch.float32, scale=True) for c in crops]
         return self.normalize(torch.stack(crops))
+
+
+def region_box(x: float, y: float, width: float, height: float, image_height: int, image_width: int):
+    """(left, top, right, bottom), whole pixels, of a region's rectangle clipped to the image: every pixel
+    it touches. None where nothing of it lies inside."""
+    left, top = max(0, math.floor(x)), max(0, math.floor(y))
+    right, bottom = min(image_width, math.ceil(x + width)), min(image_height, math.ceil(y + height))
+    if right <= left or bottom <= top:
+        return None
+    return left, top, right, bottom
 
 
 def to_display_rgb(image) -> np.ndarray:
