@@ -1,20 +1,22 @@
-"""Explanations: the top-1 class's activation map, placed on the original image's pixels.
+"""Explanations (`explain`): the top-1 class's activation map, blended over the image on image output 4.
 
 The key test trains ResNeXt from scratch, through the training plugin, on images whose class is given only
 by a small coloured square at a random, recorded place, then checks that on held-out images the map's peak
-lies on the square.
+lies on the square: from the core's map, and from the plugin's output image.
 """
 import math
 import os
+import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import TRAIN, new_task
-from resnext_core import load_classifier
-from resnext_core.explain import explain, map_to_image
+from helpers import INFER, TRAIN, cache_random_weights, new_task, small_checkpoint, textured_image
+from resnext_core import load_classifier, models
+from resnext_core.explain import (CAM_METHODS, COLORMAP, HEAT_OPACITY, UNSEEN_BRIGHTNESS, explain, map_to_image,
+                                  strongest_point)
 from resnext_core.preprocess import Preprocessing, image_to_tensor, region_box
 
 FEATURE_STRIDE = 32  # ResNeXt's last block: one map cell per 32 x 32 pixels of the model's input (rounded up)
@@ -169,3 +171,185 @@ def test_the_map_peaks_on_the_mark_the_model_learnt_to_look_at(marks_model, held
     assert on_mark >= 0.8
     for explanation in explanations:
         assert explanation.cam.shape == (SIZE, HELDOUT_WIDTH), "the map covers the original image"
+
+
+def _decoded_heat(image, output, seen):
+    """The map the plugin's output shows, read back: heat = (output - (1 - a) image) / a, nearest colour."""
+    import matplotlib
+
+    lut = matplotlib.colormaps[COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255
+    heat = (output.astype(np.float32) - (1 - HEAT_OPACITY) * image) / HEAT_OPACITY
+    distances = ((heat[seen][:, None, :] - lut[None, :, :]) ** 2).sum(-1)
+    decoded = np.zeros(seen.shape, np.float32)
+    decoded[seen] = distances.argmin(1) / 255.0
+    return decoded
+
+
+@pytest.mark.slow
+def test_the_plugin_output_shows_the_heat_on_the_mark_and_the_rest_dimmed(marks_model, heldout, tmp_path):
+    _, task = new_task(INFER, {"model_weight_file": marks_model, "explain": "gradcam"})
+    preprocessing = Preprocessing().at_size(SIZE)
+    tolerance = _tolerance(preprocessing, SIZE, HELDOUT_WIDTH)
+    left, top, right, bottom = preprocessing.crop_box(SIZE, HELDOUT_WIDTH)
+    columns = np.arange(HELDOUT_WIDTH) + 0.5
+    seen = np.broadcast_to((columns >= left) & (columns < right), (SIZE, HELDOUT_WIDTH))
+    hits = correct = 0
+    for image, mark, colour in heldout:
+        task.get_input(0).set_image(image)
+        task.run()
+        output = task.get_output(4).get_image()
+        assert output.shape == image.shape and output.dtype == np.uint8
+        assert np.array_equal(output[~seen], np.round(UNSEEN_BRIGHTNESS * image[~seen].astype(np.float32))), \
+            "outside the model's crop: the image dimmed, no heat"
+        assert np.abs(output[seen].astype(int) - image[seen]).mean() > 10, "heat over what the model saw"
+        hits += _on_mark(strongest_point(_decoded_heat(image, output, seen), seen), mark, tolerance)
+        correct += task.get_whole_image_results()[0][0] == colour
+    print(f"plugin: top-1 correct {correct}/{len(heldout)}; heat peaks on the mark {hits}/{len(heldout)}")
+    assert correct >= 0.9 * len(heldout) and hits >= 0.8 * len(heldout)
+    path = tmp_path / "explained.png"
+    Image.fromarray(output).save(path)
+    rendered = np.asarray(Image.open(path))
+    assert rendered.shape == image.shape and len(np.unique(rendered.reshape(-1, 3), axis=0)) > 100, "a picture, not a blank"
+
+
+@pytest.mark.slow
+def test_each_region_is_explained_in_its_own_box(marks_model, heldout):
+    """Two marks' images pasted into a larger canvas, one region each: each region's top-1 is its mark's
+    colour, its heat peaks on its mark, and outside the boxes the image is only dimmed."""
+    from ikomia import core
+
+    canvas = textured_image(260, 420, seed=3)
+    placed = [(heldout[0], (20, 30)), (heldout[-1], (230, 140))]  # a red and a blue image
+    rectangles, expected = [], []
+    for (image, (mark_left, mark_top, mark_right, mark_bottom), colour), (x, y) in placed:
+        canvas[y : y + SIZE, x : x + HELDOUT_WIDTH] = image
+        rectangles.append(core.CGraphicsRectangle(x, y, HELDOUT_WIDTH, SIZE))
+        expected.append((colour, (x + mark_left, y + mark_top, x + mark_right, y + mark_bottom)))
+    _, task = new_task(INFER, {"model_weight_file": marks_model, "explain": "gradcam"})
+    task.get_input(0).set_image(canvas)
+    task.get_input(1).set_items(rectangles)
+    task.run()
+    objects = task.get_objects_results().get_objects()
+    assert [o.label for o in objects] == [colour for colour, _ in expected]
+    output = task.get_output(4).get_image()
+    inside = np.zeros(canvas.shape[:2], bool)
+    for _, (x, y) in placed:
+        inside[y : y + SIZE, x : x + HELDOUT_WIDTH] = True
+    assert np.array_equal(output[~inside], np.round(UNSEEN_BRIGHTNESS * canvas[~inside].astype(np.float32)))
+    tolerance = _tolerance(Preprocessing().at_size(SIZE), SIZE, HELDOUT_WIDTH)
+    classifier = load_classifier(weight_file=marks_model, device="cpu")
+    for (colour, mark), (_, (x, y)) in zip(expected, placed):
+        crop = canvas[y : y + SIZE, x : x + HELDOUT_WIDTH]
+        (explanation,) = explain(classifier, [crop], [classifier.class_names.index(colour)], "gradcam",
+                                 boxes=[(x, y, x + HELDOUT_WIDTH, y + SIZE)])
+        assert _on_mark(explanation.peak, mark, tolerance), (colour, explanation.peak, mark)
+
+
+# --- engines, models, cost when off, errors ----------------------------------------------------------------
+
+def _plugin_modules():
+    return sys.modules["infer_torchvision_resnext.resnext_core.inference"]
+
+
+def test_regions_get_heat_inside_their_boxes_only(tmp_path):
+    from ikomia import core
+
+    small_checkpoint(tmp_path / "m.pth")
+    image = textured_image(200, 300, seed=2)
+    boxes = [(10.5, 20, 80, 60), (150, 90, 140, 100)]
+    _, task = new_task(INFER, {"model_weight_file": str(tmp_path / "m.pth"), "explain": "gradcam"})
+    task.get_input(0).set_image(image)
+    task.get_input(1).set_items([core.CGraphicsRectangle(*box) for box in boxes])
+    task.run()
+    output = task.get_output(4).get_image()
+    inside = np.zeros(image.shape[:2], bool)
+    for box in boxes:
+        left, top, right, bottom = region_box(*box, *image.shape[:2])
+        inside[top:bottom, left:right] = True
+    dimmed = np.round(UNSEEN_BRIGHTNESS * image.astype(np.float32)).astype(np.uint8)
+    assert np.array_equal(output[~inside], dimmed[~inside])
+    for box in boxes:
+        left, top, right, bottom = region_box(*box, *image.shape[:2])
+        differs = np.any(output[top:bottom, left:right] != dimmed[top:bottom, left:right], axis=-1)
+        assert differs.mean() > 0.5, f"region {box} is heat-coloured where the model saw it"
+
+
+def test_either_engine_explains_alike_and_none_builds_nothing(tmp_path):
+    small_checkpoint(tmp_path / "m.pth")
+    image = textured_image(90, 130, seed=4)
+    outputs = {}
+    for engine in ("auto", "torch"):
+        _, task = new_task(INFER, {"model_weight_file": str(tmp_path / "m.pth"), "engine": engine})
+        assert task.get_output_count() == 5, "the explanation output is there, explain on or off"
+        task.get_input(0).set_image(image)
+        task.run()
+        loaded = list(_plugin_modules().MODEL_CACHE._entries.values())[-1]
+        assert loaded.runner.engine == {"auto": "onnxruntime"}.get(engine, engine)
+        assert task.get_output(4).get_image() is None, "explain none: the output stays empty"
+        assert not loaded.explainer.built, "explain none: no model is built for maps"
+        task.set_parameters({"explain": "gradcam"})
+        task.run()
+        assert loaded.explainer.built
+        outputs[engine] = task.get_output(4).get_image()
+        assert outputs[engine].shape == image.shape
+        task.set_parameters({"explain": "none"})
+        task.run()
+        assert task.get_output(4).get_image() is None, "turned off again: emptied"
+    difference = np.abs(outputs["auto"].astype(int) - outputs["torch"]).max()
+    assert difference <= 1, "the same map whichever engine classified"
+
+
+@pytest.mark.parametrize("model_name, method", [(name, "gradcam") for name in models.MODEL_NAMES] +
+                         [("resnext50_32x4d", method) for method in CAM_METHODS if method != "gradcam"])
+def test_every_model_and_method_is_explained(model_name, method):
+    cache_random_weights(model_name)
+    image = textured_image(70, 90, seed=5)
+    _, task = new_task(INFER, {"model_name": model_name, "input_size": "64", "engine": "torch", "explain": method})
+    task.get_input(0).set_image(image)
+    task.run()
+    output = task.get_output(4).get_image()
+    assert output.shape == image.shape and len(np.unique(output.reshape(-1, 3), axis=0)) > 50
+
+
+def test_unknown_method_is_refused_with_the_valid_ones():
+    _, task = new_task(INFER, {"explain": "gradcamm"})
+    task.get_input(0).set_image(textured_image(40, 40))
+    with pytest.raises(Exception, match="explain must be one of none, gradcam, gradcam\\+\\+, xgradcam, layercam, "
+                                        "hirescam, eigencam, got 'gradcamm'"):
+        task.run()
+
+
+CV2_ORDER = r"""
+import hashlib, importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+import cv2
+import numpy as np
+from ikomia.dataprocess.workflow import Workflow
+image = cv2.cvtColor(np.tile(np.arange(160, dtype=np.uint8), (120, 1)), cv2.COLOR_GRAY2RGB)
+algo = Workflow().add_task(name="infer_torchvision_resnext")
+algo.set_parameters({"model_name": "resnext50", "input_size": "64", "explain": "gradcam"})
+algo.get_input(0).set_image(image)
+algo.run()
+import pytorch_grad_cam  # noqa: F401  (imported by the run: its cv2 is the one loaded)
+print("RESULT", cv2.__version__, hashlib.sha256(algo.get_output(4).get_image().tobytes()).hexdigest())
+"""
+
+
+def test_grad_cam_runs_with_either_opencv_and_adds_none(tmp_path):
+    """grad-cam imports cv2 when the first map is made: with opencv-python-headless (cv2 imported before
+    ikomia) or ikomia's bundled OpenCV (after), the same picture; and no other OpenCV wheel came with it."""
+    from importlib import metadata
+
+    from conftest import run_python
+
+    cache_random_weights("resnext50")
+    outcomes = []
+    for order in (["cv2", "ikomia"], ["ikomia"]):
+        completed = run_python(f"import sys; sys.argv[1:] = {order!r}\n" + CV2_ORDER, cwd=str(tmp_path))
+        lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
+        assert completed.returncode == 0 and lines, completed.stderr[-2000:]
+        outcomes.append(lines[-1].split()[1:])
+    assert outcomes[0][0].startswith("5.") and outcomes[0][1] == outcomes[1][1], outcomes
+    installed = {dist.metadata["Name"].lower() for dist in metadata.distributions()}
+    assert "grad-cam" in installed and not installed & {"opencv-python", "opencv-contrib-python"}
