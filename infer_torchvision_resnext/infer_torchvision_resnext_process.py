@@ -10,14 +10,18 @@ from .resnext_core import load_classifier
 from .resnext_core.calibration import TEMPERATURE_RANGE
 from .resnext_core.drawing import draw_labels, format_label
 from .resnext_core.errors import ConfigError
+from .resnext_core.explain import EXPLAIN_METHODS, NO_EXPLANATION, explain, render
 from .resnext_core.models import DEFAULT_MODEL, MODEL_NAMES, offered_weights, resolve_model_name
-from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from .resnext_core.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE, region_box
 from .resnext_core.runtime import ENGINES, PRECISIONS, device_option
 from .resnext_core.schema import ADVANCED, FILE, FOLDER, SIZE, Schema, alias, option
 from .resnext_ikomia.metadata import KEYWORDS, fill_info
 from .resnext_ikomia.param import SchemaParam
 
 DATASETS = ("ImageNet", "Custom")
+# CClassificationTask's outputs are 0 the labelled image, 1 the region results, 2 graphics, 3 the result
+# table; ours comes after them, present even when empty: a workflow's connections do not move with `explain`.
+EXPLANATION_OUTPUT = 4
 
 
 @dataclass
@@ -35,6 +39,9 @@ class InferConfig:
         "", "Class file", "One class name a line; overrides the checkpoint's names (same count).",
         kind=FILE, file_filter="Text file (*.txt)")
     top_k: int = option(5, "Labels drawn (top-k)", "Labels drawn on the image (0 = none); results hold every class.", low=0, high=1000)
+    explain: str = option(
+        NO_EXPLANATION, "Explanation heatmap", "Where the top-1 class's evidence lies (class activation map), "
+        "on image output 4; none: no map, no cost. eigencam is class-agnostic.", choices=EXPLAIN_METHODS)
     input_size: int = option(
         None, "Input size", "Crop size in pixels; auto = the weights' or checkpoint's own.",
         kind=SIZE, low=MIN_INPUT_SIZE, high=MAX_INPUT_SIZE, group=ADVANCED)
@@ -91,6 +98,7 @@ class InferResNeXt(dataprocess.CClassificationTask):
     def __init__(self, name, param):
         dataprocess.CClassificationTask.__init__(self, name)
         self.set_param_object(InferResNeXtParam() if param is None else copy.deepcopy(param))
+        self.add_output(dataprocess.CImageIO(core.IODataType.IMAGE, "Explanation (top-1 class heatmap)"))
 
     def get_progress_steps(self):
         return 1
@@ -104,17 +112,19 @@ class InferResNeXt(dataprocess.CClassificationTask):
         # Resolved on every run: a parameter change takes effect at once; unchanged ones hit the model cache.
         classifier = classifier_for(config)
         self.set_names(classifier.class_names)
-        labelled = None
+        labelled = explained = None
         if self.is_whole_image_classification():
-            labelled = self._classify_whole_image(classifier, config.top_k)
+            labelled, explained = self._classify_whole_image(classifier, config)
         else:
-            self._classify_regions(classifier)
+            explained = self._classify_regions(classifier, config)
         self.emit_step_progress()
         self._make_input_forwardable()
         self.end_task_run()
         if labelled is not None:
             # end_task_run() forwards the input image to output 0: the labelled copy goes in after it.
             self.get_output(0).set_image(labelled)
+        if explained is not None:
+            self.get_output(EXPLANATION_OUTPUT).set_image(explained)
 
     def _make_input_forwardable(self):
         """end_task_run() forwards the input image through OpenCV, which has no float16 kernels."""
@@ -122,28 +132,47 @@ class InferResNeXt(dataprocess.CClassificationTask):
         if image.dtype == np.float16:
             self.get_input(0).set_image(image.astype(np.float32))
 
-    def _classify_whole_image(self, classifier, top_k):
-        """Sets the results; returns the image with the top-k labels drawn."""
+    def _classify_whole_image(self, classifier, config):
+        """Sets the results; returns the image with the top-k labels drawn, and the explanation image or None."""
         image = self.get_input(0).get_image()
         probabilities = classifier.predict([image])[0]
         ranked = classifier.top_k(probabilities, probabilities.numel())
         self.set_whole_image_results([n for n, _ in ranked], [f"{c:.8g}" for _, c in ranked])
         # The core's label is top-1 in a fixed small font; ours is top-k, sized to the image.
         self.get_output(2).set_items([])
-        return draw_labels(image, [format_label(name, conf) for name, conf in ranked[:top_k]])
+        labelled = draw_labels(image, [format_label(name, conf) for name, conf in ranked[:config.top_k]])
+        if config.explain == NO_EXPLANATION:
+            return labelled, None
+        top1 = int(probabilities.argmax())
+        return labelled, render(image, explain(classifier, [image], [top1], config.explain))
 
-    def _classify_regions(self, classifier):
+    def _regions(self, image):
+        """[(item, box, crop), ...] of the graphics input's regions that hold pixels. Cut here: ikomia
+        0.16.1's get_object_sub_image() returns the whole image whatever the region."""
+        height, width = image.shape[:2]
         regions = []
         for item in self.get_input_objects():
-            crop = self.get_object_sub_image(item)
-            if crop is not None and crop.size:
-                regions.append((item, crop))
+            box = region_box(*item.get_bounding_rect(), height, width)
+            if box is not None:
+                left, top, right, bottom = box
+                regions.append((item, box, image[top:bottom, left:right]))
+        return regions
+
+    def _classify_regions(self, classifier, config):
+        """Adds each region's top-1; returns the explanation image or None."""
+        image = self.get_input(0).get_image()
+        regions = self._regions(image)
         if not regions:
-            return
-        probabilities = classifier.predict([crop for _, crop in regions])  # one batched forward
+            return None if config.explain == NO_EXPLANATION else render(image, [])
+        probabilities = classifier.predict([crop for _, _, crop in regions])  # one batched forward
         confidences, indices = probabilities.max(dim=1)
-        for (item, _), index, confidence in zip(regions, indices.tolist(), confidences.tolist()):
+        for (item, _, _), index, confidence in zip(regions, indices.tolist(), confidences.tolist()):
             self.add_object(item, index, confidence)
+        if config.explain == NO_EXPLANATION:
+            return None
+        explanations = explain(classifier, [crop for _, _, crop in regions], indices.tolist(), config.explain,
+                               boxes=[box for _, box, _ in regions])
+        return render(image, explanations)
 
 
 class InferResNeXtFactory(dataprocess.CTaskFactory):

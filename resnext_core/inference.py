@@ -15,6 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checkpoint import check_class_count, load_checkpoint, read_class_file
 from .errors import ConfigError, ResNeXtError
+from .explain import Explainer
 from .models import load_pretrained_state_dict, model_with_weights, resolve_model_name, resolve_weights
 from .onnx_engine import ONNX_CACHE, file_sha256
 from .preprocess import Preprocessing
@@ -44,6 +45,7 @@ class LoadedModel:
     preprocessing: Preprocessing
     description: str
     fitted_temperature: float | None  # a trained checkpoint's (calibration.py); None for ImageNet weights
+    explainer: Explainer  # its float torch model is built only when an explanation is asked for
 
 
 class TorchRunner:
@@ -71,6 +73,7 @@ class Classifier:
     def __init__(self, loaded: LoadedModel, device: torch.device, dtype: torch.dtype, input_size: int | None,
                  auto_precision: bool = False, temperature: float = 1.0, mirror: bool = False):
         self.runner = loaded.runner
+        self.explainer = loaded.explainer
         self.class_names = loaded.class_names
         self.description = loaded.description
         self.preprocessing = loaded.preprocessing.at_size(input_size)
@@ -269,7 +272,11 @@ def load_classifier(
             if calibration:
                 model = quantize_int8(model, source.preprocessing.at_size(input_size), calibration)
             runner = TorchRunner(model, torch_device)
-        return LoadedModel(runner, source.class_names, source.preprocessing, source.description, source.fitted_temperature)
+        # The explainer reads the weights again if it is ever used: holding `source` (a checkpoint's
+        # state dict) for it would keep a second copy of every cached model in memory.
+        rebuild = lambda: _source(model_name, weights, weight_file, class_file).build()  # noqa: E731
+        return LoadedModel(runner, source.class_names, source.preprocessing, source.description,
+                           source.fitted_temperature, Explainer(rebuild, torch_device))
 
     loaded = MODEL_CACHE.get(key, loader)
     return Classifier(loaded, torch_device, dtype, input_size, auto_precision=choice_key(precision) == "auto",

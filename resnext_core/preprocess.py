@@ -7,6 +7,7 @@ bool, float.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -82,16 +83,19 @@ def image_to_tensor(image) -> torch.Tensor:
     return tensor.expand(3, -1, -1) if channels <= 2 else tensor
 
 
-def _cut_long_side(tensor: torch.Tensor) -> torch.Tensor:
-    height, width = tensor.shape[-2:]
+def _long_side_window(height: int, width: int) -> tuple:
+    """(top, left, height, width) of the part _cut_long_side keeps."""
     limit = int(min(height, width) * MAX_ASPECT)
     if height > limit:
-        top = (height - limit) // 2
-        tensor = tensor[..., top : top + limit, :]
-    elif width > limit:
-        left = (width - limit) // 2
-        tensor = tensor[..., left : left + limit]
-    return tensor
+        return (height - limit) // 2, 0, limit, width
+    if width > limit:
+        return 0, (width - limit) // 2, height, limit
+    return 0, 0, height, width
+
+
+def _cut_long_side(tensor: torch.Tensor) -> torch.Tensor:
+    top, left, height, width = _long_side_window(*tensor.shape[-2:])
+    return tensor[..., top : top + height, left : left + width]
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,22 @@ class Preprocessing:
         )
         return F.center_crop(tensor, [self.crop_size])
 
+    def crop_box(self, height: int, width: int) -> tuple:
+        """(left, top, right, bottom): the square resize_crop() cuts from a height x width image, in that
+        image's pixel coordinates (pixel edges: the whole image is (0, 0, width, height)). It reaches past
+        the image where the crop is larger than the resized image (torchvision pads it with zeros)."""
+        top, left, kept_height, kept_width = _long_side_window(height, width)
+        # torchvision's resize of the shorter side to resize_size: the longer one is truncated to an integer.
+        resized_long = int(self.resize_size * max(kept_height, kept_width) / min(kept_height, kept_width))
+        if kept_height <= kept_width:
+            resized_height, resized_width = self.resize_size, resized_long
+        else:
+            resized_height, resized_width = resized_long, self.resize_size
+        scale_y, scale_x = kept_height / resized_height, kept_width / resized_width  # image pixels per resized pixel
+        crop_top = top + _crop_start(resized_height, self.crop_size) * scale_y
+        crop_left = left + _crop_start(resized_width, self.crop_size) * scale_x
+        return crop_left, crop_top, crop_left + self.crop_size * scale_x, crop_top + self.crop_size * scale_y
+
     def normalize(self, tensor: torch.Tensor) -> torch.Tensor:
         return F.normalize(F.to_dtype(tensor, torch.float32, scale=True), self.mean, self.std)
 
@@ -156,6 +176,23 @@ class Preprocessing:
         if len({c.dtype for c in crops}) > 1:
             crops = [F.to_dtype(c, torch.float32, scale=True) for c in crops]
         return self.normalize(torch.stack(crops))
+
+
+def region_box(x: float, y: float, width: float, height: float, image_height: int, image_width: int):
+    """(left, top, right, bottom), whole pixels, of a region's rectangle clipped to the image: every pixel
+    it touches. None where nothing of it lies inside."""
+    left, top = max(0, math.floor(x)), max(0, math.floor(y))
+    right, bottom = min(image_width, math.ceil(x + width)), min(image_height, math.ceil(y + height))
+    if right <= left or bottom <= top:
+        return None
+    return left, top, right, bottom
+
+
+def _crop_start(size: int, crop: int) -> int:
+    """Where torchvision's center_crop starts along one side of `size` pixels (negative: padded)."""
+    if crop > size:
+        return -((crop - size) // 2)
+    return int(round((size - crop) / 2.0))
 
 
 def to_display_rgb(image) -> np.ndarray:

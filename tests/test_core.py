@@ -242,9 +242,11 @@ def test_auto_precision_keeps_small_cuda_batches_in_fp32():
     """Measured on an H100: bf16 autocast is 2x slower than fp32 at batch 1, 1.7x faster at 256."""
     from torch import nn
 
+    from resnext_core.explain import Explainer
     from resnext_core.inference import CUDA_HALF_MIN_BATCH, Classifier, LoadedModel, TorchRunner
 
-    loaded = LoadedModel(TorchRunner(nn.Identity(), torch.device("cpu")), ["a"], Preprocessing(), "test")
+    loaded = LoadedModel(TorchRunner(nn.Identity(), torch.device("cpu")), ["a"], Preprocessing(), "test",
+                         Explainer(nn.Identity, torch.device("cpu")))
     auto = Classifier(loaded, torch.device("cuda"), torch.bfloat16, None, auto_precision=True)
     assert auto.dtype_for(1) == torch.float32 and auto.dtype_for(CUDA_HALF_MIN_BATCH) == torch.bfloat16
     chosen = Classifier(loaded, torch.device("cuda"), torch.bfloat16, None, auto_precision=False)

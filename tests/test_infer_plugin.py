@@ -204,6 +204,30 @@ def test_regions_classified_in_one_batched_forward(tmp_path):
     assert all(0.0 < o.confidence <= 1.0 for o in objects)
 
 
+def test_each_region_is_classified_on_its_own_pixels(tmp_path):
+    """ikomia 0.16.1's get_object_sub_image() hands back the whole image: the task cuts the regions itself."""
+    from ikomia import core
+
+    from resnext_core import load_classifier
+
+    weight_file = str(tmp_path / "regions.pth")
+    small_checkpoint(weight_file)
+    image = textured_image(300, 400, seed=1)
+    image[20:120, 30:150] = 255
+    rectangles = [(30, 20, 120, 100), (200.5, 150.2, 150, 120), (-20, 250, 90, 80)]
+    _, task = new_task(params={"model_weight_file": weight_file})
+    task.get_input(0).set_image(image)
+    task.get_input(1).set_items([core.CGraphicsRectangle(*r) for r in rectangles])
+    task.run()
+    classifier = load_classifier(weight_file=weight_file)
+    crops = [image[20:120, 30:150], image[150:271, 200:351], image[250:300, 0:70]]
+    expected = classifier.predict(crops).max(dim=1)
+    objects = task.get_objects_results().get_objects()
+    assert [o.label for o in objects] == [classifier.class_names[i] for i in expected.indices.tolist()]
+    assert [o.confidence for o in objects] == pytest.approx(expected.values.tolist(), abs=1e-6)
+    assert len({round(o.confidence, 6) for o in objects}) == 3, "three regions, three different inputs"
+
+
 def _run_error(params, image=None):
     _, task = new_task(params=params)
     task.get_input(0).set_image(textured_image(60, 60) if image is None else image)
