@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-# Fewer training images than this in a class and its recall is usually poor, whatever the balancing.
+# A class with fewer training images is warned about whatever class_balance is: balancing reweighs the images
+# there are, it adds none (7 images of a digit reached 57% held-out recall with balanced sampling, README).
 MIN_TRAIN_IMAGES = 20
-# Largest class over smallest: from this ratio on, an unbalanced loss mostly ignores the smallest class.
+# Largest over smallest class from which class_balance is suggested: at 19:1, training without it missed
+# 97% of the rare digit in the same test.
 IMBALANCE_RATIO = 10
 SMALLEST_LOGGED = 3
 

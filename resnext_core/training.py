@@ -151,7 +151,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum, nesterov=config.momentum > 0)
 
 
-def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int, train_labels: list) -> TrainingSetup:
+def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int,
+                train_labels: list) -> TrainingSetup:
     model = build_classifier(config, num_classes, device)
     optimizer = build_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -326,7 +327,8 @@ class Trainer:
         self.on_start(self.run_folder)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
-        setup = build_setup(config, len(self.class_names), self.device, self.amp_dtype, self.steps_per_epoch, self.train_labels)
+        setup = build_setup(config, len(self.class_names), self.device, self.amp_dtype, self.steps_per_epoch,
+                            self.train_labels)
         metadata = CheckpointMetadata(config.model_name, self.class_names, self.preprocessing,
                                       {k: str(v) for k, v in asdict(config).items()})
         keeper = CheckpointKeeper(self.run_folder, setup.model, setup.optimizer, setup.scheduler, setup.scaler,
@@ -356,7 +358,8 @@ class Trainer:
                 last = keeper.save_interrupted(epoch, stats.batch)
                 self.log(f"stopped during epoch {epoch + 1}: resumable checkpoint {last}")
                 return True
-            validation = evaluate(setup.model, val_loader, setup.val_criterion, self.device, self.amp_dtype, self.class_names)
+            validation = evaluate(setup.model, val_loader, setup.val_criterion, self.device, self.amp_dtype,
+                                  self.class_names)
             metrics = {"epoch": epoch + 1, **stats.as_metrics(), **validation, "skipped_files": len(self.split.skipped)}
             self._end_epoch(metrics, keeper, recorder)
             if config.patience and keeper.state.stale >= config.patience:

@@ -86,7 +86,8 @@ def test_build_setup_weighs_the_training_loss_only(tmp_path, class_balance, weig
 
 
 def test_an_unknown_class_balance_is_refused_naming_the_parameter(tmp_path):
-    with pytest.raises(ConfigError, match="class_balance must be one of none, weighted_loss, balanced_sampling, got 'oversample'"):
+    expected = "class_balance must be one of none, weighted_loss, balanced_sampling, got 'oversample'"
+    with pytest.raises(ConfigError, match=expected):
         Schema(TrainConfig).parse({"class_balance": "oversample"})
     with pytest.raises(ConfigError, match="class_balance must be one of"):
         TrainConfig(output_folder=str(tmp_path), class_balance="oversample").validate()
@@ -119,7 +120,8 @@ def test_counts_file_lists_train_and_val_images_per_class(tmp_path):
     RunRecorder(str(tmp_path), NAMES).write_dataset_files([], [120, 7, 300, 40], [30, 2, 75, 10])
     with open(tmp_path / CLASS_COUNTS_CSV, newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows == [["class", "train", "val"], ["cat", "120", "30"], ["dog", "7", "2"], ["owl", "300", "75"], ["yak", "40", "10"]]
+    assert rows == [["class", "train", "val"],
+                    ["cat", "120", "30"], ["dog", "7", "2"], ["owl", "300", "75"], ["yak", "40", "10"]]
     assert sorted(os.listdir(tmp_path)) == ["class_counts.csv", "classes.txt"], "written atomically: no temporary left"
 
 

@@ -94,7 +94,8 @@ def test_stop_within_a_batch_then_resume_at_that_batch(tmp_path, data):
     resumed = Trainer(_config(tmp_path, data, epochs=2, resume=os.path.join(first.run_folder, "last.pth")),
                       on_batch=resumed_batches.append, log=logs.append).run()
     steps = len(seen) - 1  # the first run's epoch 1, plus one batch of epoch 2
-    assert "resuming" in logs[0] and "at epoch 2, batch 1" in logs[0]
+    assert [line for line in logs if line.startswith("resuming")] == [
+        f"resuming {os.path.join(first.run_folder, 'last.pth')} at epoch 2, batch 1"]
     assert [(r.epoch, r.batch) for r in resumed_batches] == [(2, b) for b in range(2, steps + 1)]
     assert not resumed.stopped and resumed.epochs_done == 2 and [h["epoch"] for h in resumed.history] == [1, 2]
     assert os.path.isfile(os.path.join(resumed.run_folder, "best.pth")), "a resumed run folder holds the best model too"
