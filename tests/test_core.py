@@ -245,7 +245,7 @@ def test_auto_precision_keeps_small_cuda_batches_in_fp32():
     from resnext_core.explain import Explainer
     from resnext_core.inference import CUDA_HALF_MIN_BATCH, Classifier, LoadedModel, TorchRunner
 
-    loaded = LoadedModel(TorchRunner(nn.Identity(), torch.device("cpu")), ["a"], Preprocessing(), "test",
+    loaded = LoadedModel(TorchRunner(nn.Identity(), torch.device("cpu")), ["a"], Preprocessing(), "test", None,
                          Explainer(nn.Identity, torch.device("cpu")))
     auto = Classifier(loaded, torch.device("cuda"), torch.bfloat16, None, auto_precision=True)
     assert auto.dtype_for(1) == torch.float32 and auto.dtype_for(CUDA_HALF_MIN_BATCH) == torch.bfloat16
