@@ -17,6 +17,14 @@ ECE_BINS = 15  # the usual choice since Guo et al.; bins with no sample do not c
 TEMPERATURE_RANGE = (0.05, 20.0)  # searched on a log scale; beyond it a model is broken, not miscalibrated
 
 
+def is_valid_temperature(value) -> bool:
+    """A temperature divides logits: it must be a finite positive number."""
+    try:
+        return math.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def log_softmax(logits, temperature: float = 1.0) -> np.ndarray:
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     shifted = scaled - scaled.max(axis=1, keepdims=True)

@@ -8,7 +8,6 @@ A checkpoint is a dict of plain data and tensors, loadable with torch.load(weigh
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import pickle
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .calibration import is_valid_temperature
 from .errors import CheckpointError
 from .models import MODEL_NAMES, build_model, resolve_model_name
 from .preprocess import Preprocessing
@@ -212,10 +212,6 @@ def load_checkpoint(path: str, class_file: str = "", imagenet_categories=None) -
 
 
 def _temperature(value, path: str) -> float:
-    try:
-        temperature = float(value)
-    except (TypeError, ValueError):
-        temperature = math.nan
-    if not (math.isfinite(temperature) and temperature > 0):
+    if not is_valid_temperature(value):
         raise CheckpointError(f"Weight file {path} has temperature {value!r}: expected a positive number")
-    return temperature
+    return float(value)

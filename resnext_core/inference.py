@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from collections import OrderedDict
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .calibration import is_valid_temperature
 from .checkpoint import check_class_count, load_checkpoint, read_class_file
 from .errors import ConfigError, ResNeXtError
 from .explain import Explainer
@@ -288,6 +288,6 @@ def _temperature(loaded: LoadedModel, calibrate: bool, temperature: float) -> fl
         return 1.0
     if loaded.fitted_temperature is not None:
         return loaded.fitted_temperature
-    if not (math.isfinite(temperature) and temperature > 0):
+    if not is_valid_temperature(temperature):
         raise ConfigError(f"temperature must be a positive number, got {temperature}")
     return temperature
