@@ -19,7 +19,7 @@ from ikomia.core import config as ikomia_config
 from ikomia.dnn import dnntrain
 
 from .resnext_core.recording import (
-    CONFUSION_MATRIX_PNG, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
+    CONFUSION_MATRIX_PNG, PICTURES, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
 from .resnext_core.schema import BOOL, Legacy, Schema
 from .resnext_core.train_config import TrainConfig
 from .resnext_core.training import Trainer
@@ -27,12 +27,13 @@ from .resnext_ikomia.metadata import KEYWORDS, fill_info
 from .resnext_ikomia.param import SchemaParam
 
 # Image outputs after output 0 (the run folder): the run folder's pictures, redrawn after every epoch.
-PICTURE_OUTPUTS = {
-    1: (CONFUSION_MATRIX_PNG, "Confusion matrix (best epoch)"),
-    2: (TRAINING_CURVES_PNG, "Training curves"),
-    3: (WORST_PREDICTIONS_PNG, "Worst-classified validation images"),
-    4: (RELIABILITY_DIAGRAM_PNG, "Reliability diagram (best epoch)"),
+PICTURE_TITLES = {
+    CONFUSION_MATRIX_PNG: "Confusion matrix (best epoch)",
+    TRAINING_CURVES_PNG: "Training curves",
+    WORST_PREDICTIONS_PNG: "Worst-classified validation images",
+    RELIABILITY_DIAGRAM_PNG: "Reliability diagram (best epoch)",
 }
+PICTURE_OUTPUTS = {index: (name, PICTURE_TITLES[name]) for index, name in enumerate(PICTURES, start=1)}
 LOG_EVERY_S = 10.0  # batch lines in the log: often enough to watch, rarely enough to read
 # A child of Ikomia's logger: its lines go where Ikomia's own go, the console (STUDIO's log) and log.txt.
 LOGGER = logging.getLogger("ikomia.train_torchvision_resnext")
