@@ -8,6 +8,9 @@ from .checkpoint import atomic_path, load_checkpoint
 from .models import model_with_weights
 from .onnx_engine import INPUT_NAME, export_onnx_model, new_session
 
+FIGURE_DPI = 100
+GALLERY_CELL_INCHES = (2.6, 3.0)  # width, height of one image and its title
+
 
 def _pyplot():
     import matplotlib
@@ -88,12 +91,14 @@ def plot_worst_predictions(worst: list, items: list, class_names, epoch: int, pa
     plt = _pyplot()
     columns = 4
     rows = max(1, -(-len(worst) // columns))
-    figure, grid = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False, layout="constrained")
+    cell_width, cell_height = GALLERY_CELL_INCHES
+    figure, grid = plt.subplots(rows, columns, figsize=(cell_width * columns, cell_height * rows), squeeze=False,
+                                layout="constrained")
     for axes in grid.flat:
         axes.axis("off")
     for axes, sample in zip(grid.flat, worst):
         image_path, _ = items[sample["index"]]
-        axes.imshow(to_display_rgb(read_image(image_path)))
+        axes.imshow(_thumbnail(to_display_rgb(read_image(image_path)), round(cell_width * FIGURE_DPI)))
         truth, guess = class_names[sample["label"]], class_names[sample["predicted"]]
         axes.set_title(f"true {truth}\npredicted {guess} ({sample['confidence']:.0%})", fontsize=10,
                        color="black" if truth == guess else "firebrick")
@@ -102,9 +107,19 @@ def plot_worst_predictions(worst: list, items: list, class_names, epoch: int, pa
     plt.close(figure)
 
 
+def _thumbnail(rgb: np.ndarray, side: int) -> np.ndarray:
+    """`rgb` shrunk to fit side x side: matplotlib keeps each shown image as float RGBA (32 bytes a pixel), so a
+    gallery of full-size photos would take gigabytes to draw at the few hundred pixels it is saved at."""
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
 def _save_figure(figure, path: str) -> None:
     with atomic_path(path, ".png") as tmp:
-        figure.savefig(tmp, dpi=100)
+        figure.savefig(tmp, dpi=FIGURE_DPI)
 
 
 def export_onnx(checkpoint_path: str, onnx_path: str, sample: torch.Tensor) -> tuple:
