@@ -16,7 +16,9 @@ from helpers import INFER, TRAIN, cache_random_weights, new_task, results, small
 from resnext_core import models
 from resnext_core.checkpoint import load_checkpoint, safe_load
 
-PEAK_RSS = "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"  # MiB, Linux reports KiB
+# The process's own peak in MiB. Not ru_maxrss: Linux carries it across fork and exec, so a child would report
+# pytest's size at the fork and a growth measured with it could read 0.
+PEAK_RSS = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024"
 
 
 def _json_tail(completed: subprocess.CompletedProcess) -> dict:
@@ -28,7 +30,7 @@ def test_huge_image_is_classified_without_a_float_copy():
     """10000 x 10000 RGB (286 MiB): uint8 all the way to the 232 px resize; one float copy alone would be 4x."""
     cache_random_weights("resnext50")
     code = f"""
-import json, resource
+import json
 import numpy as np
 from ikomia.dataprocess.workflow import Workflow
 task = Workflow().add_task(name="{INFER}")
@@ -147,7 +149,7 @@ def test_500_inferences_switching_models_keep_memory_bounded(tmp_path):
         cache_random_weights(name)
     small_checkpoint(tmp_path / "custom.pth")
     code = f"""
-import json, resource, sys
+import json, sys
 import numpy as np
 from ikomia.dataprocess.workflow import Workflow
 def rss():
@@ -203,7 +205,7 @@ def test_training_streams_images_instead_of_preloading(tmp_path):
         params = {"dataset_folder": data, "output_folder": str(tmp_path / f"out-{label}"), "model_name": "resnext50",
                   "train_mode": "scratch", "input_size": "32", "epochs": "1", "batch_size": "4", "val_split": "0.2",
                   "export_pth": "False"}
-        code = "import json, resource\n" + TRAIN_SCRIPT.format(train=TRAIN, params=repr(params)) + f"print(json.dumps({PEAK_RSS}))"
+        code = "import json\n" + TRAIN_SCRIPT.format(train=TRAIN, params=repr(params)) + f"print(json.dumps({PEAK_RSS}))"
         peaks[label] = _json_tail(run_python(code))
     decoded = count * side * side * 3 / 2**20
     print(f"peak RSS small {peaks['small']:.0f} MiB, large {peaks['large']:.0f} MiB; the large set decodes to {decoded:.0f} MiB")
