@@ -63,13 +63,16 @@ class CheckpointKeeper:
     """Owns a run's TrainingState and writes it, with the model and optimizer, as best.pth and last.pth.
 
     keep_best False writes no best.pth (last.pth is always written, so a run is never lost).
+    writes False keeps the state and writes nothing: the ranks other than 0 of a distributed run.
     """
 
-    def __init__(self, run_folder: str, model, optimizer, scheduler, scaler, metadata: CheckpointMetadata, keep_best=True):
+    def __init__(self, run_folder: str, model, optimizer, scheduler, scaler, metadata: CheckpointMetadata, keep_best=True,
+                 writes=True):
         self.run_folder = run_folder
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.metadata = metadata
         self.keep_best = keep_best
+        self.writes = writes
         self.state = TrainingState()
 
     def path(self, filename: str) -> str:
@@ -98,6 +101,8 @@ class CheckpointKeeper:
         return self.path("last.pth")
 
     def _save(self, filename: str) -> None:
+        if not self.writes:
+            return
         state, metadata = self.state, self.metadata
         save_checkpoint(
             self.path(filename),
@@ -157,6 +162,8 @@ class CheckpointKeeper:
         previous_best = os.path.join(os.path.dirname(os.path.abspath(path)), "best.pth")
         if best is None or not os.path.isfile(previous_best):
             return None  # its weights are gone: this run's own best becomes best.pth
+        if not self.writes:
+            return best
         with atomic_path(self.path("best.pth"), ".pth") as tmp:
             shutil.copy2(previous_best, tmp)
         return best

@@ -191,10 +191,14 @@ class EpochBatches(torch.utils.data.Sampler):
     image_weights (balanced sampling): the epoch draws `size` images with replacement, each with a
     probability proportional to its weight, instead of every image once. The draw depends only on
     (seed, epoch) too, so a resumed run continues the same order.
-    A trailing batch of one image is dropped: BatchNorm cannot train on it.
+    rank, world_size (distributed training): each global batch is split into world_size equal shards and
+    this sampler yields shard `rank` of each; the order does not depend on world_size, so a run resumes
+    with any number of processes. The trailing batch is cut to a multiple of world_size and dropped when a
+    shard would hold a single image: BatchNorm cannot train on it.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, image_weights=None):
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, image_weights=None,
+                 rank: int = 0, world_size: int = 1):
         generator = torch.Generator().manual_seed(seed * 100003 + epoch)
         if image_weights is None:
             order = torch.randperm(size, generator=generator).tolist()
@@ -202,9 +206,9 @@ class EpochBatches(torch.utils.data.Sampler):
             weights = torch.as_tensor(image_weights, dtype=torch.float64)
             order = torch.multinomial(weights, size, replacement=True, generator=generator).tolist()
         batches = [order[i : i + batch_size] for i in range(0, size, batch_size)]
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches.pop()
-        self.batches = batches[start_batch:]
+        last = batches[-1][: len(batches[-1]) // world_size * world_size] if batches else []
+        batches[-1:] = [last] if len(last) >= 2 * world_size or len(batches) == 1 else []
+        self.batches = [batch[rank::world_size] for batch in batches[start_batch:]]
 
     def __iter__(self):
         return iter(self.batches)

@@ -38,7 +38,7 @@ class Option:
     high: float | None = None
     choices: tuple | Callable | None = None  # a tuple, or f(values) -> list for choices that depend on others
     depends_on: str = ""  # the parameter whose value the choices follow
-    parse_with: Callable | None = None  # canonicalises a choice (e.g. model aliases); raises ConfigError
+    parse_with: Callable | None = None  # canonicalises a choice or a text (e.g. model aliases); raises ConfigError
     group: str = MAIN
     decimals: int = 3  # float widgets
     file_filter: str = ""
@@ -166,7 +166,7 @@ _PARSERS = {
     BOOL: _parse_bool,
     CHOICE: _parse_choice,
     SIZE: _parse_size,
-    TEXT: lambda option, text: text,
+    TEXT: lambda option, text: option.parse_with(text) if option.parse_with else text,
     FILE: lambda option, text: text,
     FOLDER: lambda option, text: text,
 }
@@ -228,6 +228,10 @@ class Schema:
         """The typed config from stored strings (missing ones take their default)."""
         typed = {name: option.parse(values.get(name, option.format(option.default))) for name, option in self.options.items()}
         return self.config_class(**typed)
+
+    def stored(self, config) -> dict:
+        """{name: stored string} of a typed config: what parse() reads back into the same config."""
+        return {name: option.format(getattr(config, name)) for name, option in self.options.items()}
 
     def update(self, current: dict, incoming: dict) -> dict:
         """New stored strings after set_parameters(incoming); unknown names refused, legacy ones mapped."""

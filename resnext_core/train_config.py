@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, MODEL_NAMES, NO_WEIGHTS, offered_weights, resolve_model_name, resolve_weights
 from .preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from .distributed import ALL_PROCESSES, parse_gpus, parse_processes
 from .runtime import device_option
-from .schema import ADVANCED, FILE, FOLDER, option
+from .schema import ADVANCED, FILE, FOLDER, TEXT, option
 
 TRAIN_MODES = ("fine_tune", "feature_extract", "scratch")
 OPTIMIZERS = ("sgd", "adamw")
@@ -33,10 +34,16 @@ class TrainConfig:
         "fine_tune", "Train mode", "fine_tune: all layers from ImageNet weights; feature_extract: only the "
         "new classifier; scratch: random initial weights.", choices=TRAIN_MODES)
     epochs: int = option(15, "Epochs", "Passes over the training images.", low=1, high=100_000)
-    batch_size: int = option(8, "Batch size", "Images per training step (capped at the training set's size).", low=1, high=65_536)
+    batch_size: int = option(
+        8, "Batch size", "Images per training step, over all processes (capped at the training set's size).",
+        low=1, high=65_536)
     learning_rate: float = option(
         0.001, "Learning rate", "Peak learning rate, after warmup; cosine decay to 0.", low=1e-8, high=10.0, decimals=6)
     device: str = device_option()
+    processes: str = option(
+        "1", "Processes", f"Training processes (DDP): {ALL_PROCESSES} = one per GPU; on the CPU, N processes "
+        "sharing the cores (gloo). Each step's batch is split between them.", kind=TEXT, parse_with=parse_processes,
+        accepted=f"`{ALL_PROCESSES}` or 1 .. N")
     weights: str = option(
         "DEFAULT", "Pretrained weights", "torchvision ImageNet weights to start from (none: from scratch).",
         choices=weight_choices, depends_on="model_name", group=ADVANCED)
@@ -65,6 +72,12 @@ class TrainConfig:
     seed: int = option(0, "Seed", "Seed of the split, the batch order and the initial weights.", low=0, high=2**31 - 1, group=ADVANCED)
     num_workers: int = option(0, "Data workers", "Processes decoding images (0 = in the training process).", low=0, high=64, group=ADVANCED)
     amp: bool = option(True, "Mixed precision", "bf16/fp16 autocast where the hardware runs it natively.", group=ADVANCED)
+    gpus: str = option(
+        "", "GPUs", "CUDA indices the processes use, separated by commas (empty: every visible GPU).",
+        kind=TEXT, parse_with=parse_gpus, accepted="e.g. `0,1`; empty = all", group=ADVANCED)
+    sync_batchnorm: bool = option(
+        False, "Sync BatchNorm", "With several processes, BatchNorm statistics over the whole batch instead of "
+        "each process's share (slower; helps small per-GPU batches).", group=ADVANCED)
     patience: int = option(0, "Early-stop patience", "Epochs without improvement before stopping (0 = never).", low=0, high=100_000, group=ADVANCED)
     export_pth: bool = option(True, "Export best.pth", "Keep the best epoch's checkpoint (last.pth is always kept).", group=ADVANCED)
     export_onnx: bool = option(False, "Export ONNX", "Also write model.onnx of the best epoch.", group=ADVANCED)

@@ -3,10 +3,10 @@
 Recipe: RandomResizedCrop + flip; validation with exactly the inference preprocessing; SGD or AdamW;
 linear warmup then cosine decay (per step); label smoothing; optional class balancing (weighted loss or
 balanced sampling); AMP on CUDA, bf16 autocast on CPUs with native bf16; channels_last; seeded and
-resumable at a batch.
+resumable at a batch; on several processes with DDP (distributed.py) when started by torchrun or launch.py.
 
-Layout, after torchvision's references/classification/train.py: train_one_epoch() and evaluate() do the
-computing; CheckpointKeeper (checkpointing.py) owns best.pth/last.pth and resume; RunRecorder
+Layout, after torchvision's references/classification/train.py: train_one_epoch(), predict() and
+validation_metrics() do the computing; CheckpointKeeper (checkpointing.py) owns best.pth/last.pth and resume; RunRecorder
 (recording.py) writes the reports; Trainer.run() orchestrates them.
 """
 from __future__ import annotations
@@ -21,11 +21,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .balance import (balanced_class_weights, image_sampling_weights, images_per_class, imbalance_warnings,
                       smallest_classes_line)
 from .calibration import calibration_metrics
 from .checkpointing import CheckpointKeeper, CheckpointMetadata
 from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
+from .distributed import SINGLE, World
 from .errors import ConfigError
 from .metrics import classification_metrics, worst_predictions
 from .models import build_model, load_pretrained_state_dict, resolve_weights
@@ -69,6 +71,7 @@ class EpochStats:
     lr: float = 0.0
     stopped: bool = False
     batch: int = 0
+    images: int = 0  # trained on by this process
 
     def as_metrics(self) -> dict:
         return {"train_loss": self.loss, "train_top1": self.top1, "images_per_second": self.images_per_second, "lr": self.lr}
@@ -129,8 +132,10 @@ def training_preprocessing(config: TrainConfig) -> Preprocessing:
     return Preprocessing().at_size(config.input_size)
 
 
-def build_classifier(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
+def build_classifier(config: TrainConfig, num_classes: int, device: torch.device, world: World = SINGLE) -> nn.Module:
     model = build_model(config.model_name, zero_init_residual=not config.pretrained)
+    if config.sync_batchnorm and world.distributed:  # same parameters and state_dict keys as BatchNorm2d
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config.pretrained:
         model.load_state_dict(load_pretrained_state_dict(resolve_weights(config.model_name, config.weights)))
     if config.train_mode == "feature_extract":
@@ -152,8 +157,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int,
-                train_labels: list) -> TrainingSetup:
-    model = build_classifier(config, num_classes, device)
+                train_labels: list, world: World = SINGLE) -> TrainingSetup:
+    model = build_classifier(config, num_classes, device, world)
     optimizer = build_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps_per_epoch * config.epochs, int(steps_per_epoch * config.warmup_epochs))
@@ -230,25 +235,37 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, scaler, devi
         images_per_second=seen / max(time.perf_counter() - started, 1e-9),
         lr=scheduler.get_last_lr()[0],
         batch=batch,
+        images=seen,
     )
 
 
+def combine_ranks(stats: EpochStats, world: World) -> EpochStats:
+    """The epoch's training figures over every rank's images (each rank's alone otherwise)."""
+    loss_sum, correct, images, rate = distributed.sum_over_ranks(
+        [stats.loss * stats.images, stats.top1 * stats.images, stats.images, stats.images_per_second], world)
+    images = max(images, 1)
+    return EpochStats(loss_sum / images, correct / images, rate, stats.lr, stats.stopped, stats.batch, int(images))
+
+
 @torch.inference_mode()
-def evaluate(model, loader, criterion, device, amp_dtype, class_names) -> dict:
-    """val_loss plus classification_metrics() and calibration_metrics() of the whole loader, each key
-    prefixed with val_, and val_worst: the highest-loss samples (indices into the loader's dataset)."""
+def predict(model, loader, device, amp_dtype, num_classes: int) -> tuple:
+    """(logits, labels) of the whole loader as float32 / int64 numpy arrays, in its order."""
     model.eval()
-    all_logits, all_labels, total_loss = [], [], 0.0
+    all_logits, all_labels = [torch.empty(0, num_classes)], [torch.empty(0, dtype=torch.int64)]
     for images, labels in loader:
         images = images.to(device, memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
-            logits = model(images).float().cpu()
-        total_loss += criterion(logits, labels).item() * labels.numel()
-        all_logits.append(logits)
+            all_logits.append(model(images).float().cpu())
         all_labels.append(labels)
-    logits, labels = torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
+    return torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
+
+
+def validation_metrics(logits, labels, criterion, class_names) -> dict:
+    """val_loss plus classification_metrics() and calibration_metrics(), each key prefixed with val_, and
+    val_worst: the highest-loss samples (indices into the validation items)."""
+    val_loss = criterion(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     metrics = {**classification_metrics(labels, logits, class_names), **calibration_metrics(logits, labels)}
-    return {"val_loss": total_loss / len(labels), **{f"val_{k}": v for k, v in metrics.items()},
+    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()},
             "val_worst": worst_predictions(labels, logits, WORST_SHOWN)}
 
 
@@ -276,17 +293,20 @@ class Trainer:
     Callbacks: on_start(run_folder) before training; on_batch(BatchProgress) after every training batch;
     on_epoch(EpochResult) after every validated epoch; should_stop() -> bool, asked before every batch.
     progress_bar: a tqdm bar per epoch (for terminals).
+    world: this process's rank among several (distributed.py); constructing the Trainer joins the process
+    group. Every rank computes; rank 0 alone writes the run folder. A stop asked on any rank stops all.
     """
 
     def __init__(self, config: TrainConfig, on_epoch=None, should_stop=None, log=print, on_batch=None,
-                 on_start=None, progress_bar: bool = False):
+                 on_start=None, progress_bar: bool = False, world: World = SINGLE):
         config.validate()
         self.config = config
+        self.world = world
         self.on_epoch, self.on_batch, self.on_start = on_epoch or _ignore, on_batch or _ignore, on_start or _ignore
         self.should_stop = should_stop or _never
         self.log = log
         self.progress_bar = progress_bar
-        self.device = resolve_device(config.device)
+        self.device = distributed.start(world, resolve_device(config.device), config.gpus)
         self.amp_dtype = resolve_precision("auto", self.device) if config.amp else torch.float32
         self.split = discover(config.dataset_folder, config.val_split, config.seed)
         for warning in self.split.warnings:
@@ -311,36 +331,47 @@ class Trainer:
             self.log(f"warning: {warning}")
 
     def _batch_size(self) -> int:
+        distributed.check_batch_size(self.config.batch_size, self.world.size)
         if self.config.batch_size > len(self.split.train):
-            self.log(f"warning: batch_size {self.config.batch_size} > {len(self.split.train)} training images: using {len(self.split.train)}")
-            return len(self.split.train)
+            usable = len(self.split.train) // self.world.size * self.world.size  # equal shards
+            self.log(f"warning: batch_size {self.config.batch_size} > {len(self.split.train)} training images: using {usable}")
+            return usable
         return self.config.batch_size
+
+    def _epoch_batches(self, epoch: int, start_batch: int = 0) -> EpochBatches:
+        """This rank's shard of each batch of `epoch`, from `start_batch` on."""
+        return EpochBatches(len(self.split.train), self.batch_size, self.config.seed, epoch, start_batch,
+                            self.image_weights, self.world.rank, self.world.size)
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(EpochBatches(len(self.split.train), self.batch_size, self.config.seed, 0))
+        return len(self._epoch_batches(0))
 
     def run(self) -> TrainResult:
         config = self.config
         disable_openmp_dynamic_threads()  # per thread, and this is the computing thread: see runtime.py
-        self.run_folder = unique_run_folder(config.output_folder, config.run_name)
+        world = self.world
+        self.run_folder = distributed.from_main(
+            unique_run_folder(config.output_folder, config.run_name) if world.is_main else None, world)
         self.on_start(self.run_folder)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         setup = build_setup(config, len(self.class_names), self.device, self.amp_dtype, self.steps_per_epoch,
-                            self.train_labels)
+                            self.train_labels, world)
+        if world.rank:  # other random crops than rank 0's; the weights are rank 0's (DDP broadcasts them)
+            torch.manual_seed(config.seed + world.rank)
         metadata = CheckpointMetadata(config.model_name, self.class_names, self.preprocessing,
                                       {k: str(v) for k, v in asdict(config).items()})
         keeper = CheckpointKeeper(self.run_folder, setup.model, setup.optimizer, setup.scheduler, setup.scaler,
-                                  metadata, keep_best=config.export_pth or config.export_onnx)
+                                  metadata, keep_best=config.export_pth or config.export_onnx, writes=world.is_main)
         if config.resume:
             keeper.resume(config.resume)
             self.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
-        recorder = RunRecorder(self.run_folder, self.class_names, self.log)
+        recorder = RunRecorder(self.run_folder, self.class_names, self.log) if world.is_main else NoRecords()
         recorder.write_dataset_files(self.split.skipped, self.train_counts, self.val_counts)
         with recorder:
             stopped = self._run_epochs(setup, keeper, recorder)
-        if keeper.state.best is not None and config.export_onnx and not stopped:
+        if keeper.state.best is not None and config.export_onnx and not stopped and world.is_main:
             recorder.export_onnx(torch.stack([self.preprocessing(image) for image in self._onnx_sample_images()]))
         recorder.plot_curves(keeper.state.history)
         state = keeper.state
@@ -350,16 +381,17 @@ class Trainer:
         """Train and validate from the keeper's state on; True when should_stop() stopped the run."""
         config = self.config
         train_set = ImageDataset(self.split.train, TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip))
-        val_loader = self._loader(ImageDataset(self.split.val, self.preprocessing), batch_size=max(self.batch_size, 32))
+        val_items = distributed.val_shard(self.split.val, self.world)
+        val_loader = self._loader(ImageDataset(val_items, self.preprocessing), batch_size=max(self.batch_size, 32))
         remaining = RemainingTime(config.epochs, self.steps_per_epoch)
+        training_model = distributed.wrap_model(setup.model, self.device, self.world)
         for epoch in range(keeper.state.epoch, config.epochs):
-            stats = self._train_epoch(setup, train_set, epoch, keeper.state.start_batch(epoch), remaining)
+            stats = self._train_epoch(setup, training_model, train_set, epoch, keeper.state.start_batch(epoch), remaining)
             if stats.stopped:
                 last = keeper.save_interrupted(epoch, stats.batch)
                 self.log(f"stopped during epoch {epoch + 1}: resumable checkpoint {last}")
                 return True
-            validation = evaluate(setup.model, val_loader, setup.val_criterion, self.device, self.amp_dtype,
-                                  self.class_names)
+            validation = self._validate(setup, val_loader)
             metrics = {"epoch": epoch + 1, **stats.as_metrics(), **validation, "skipped_files": len(self.split.skipped)}
             self._end_epoch(metrics, keeper, recorder)
             if config.patience and keeper.state.stale >= config.patience:
@@ -367,8 +399,10 @@ class Trainer:
                 break
         return False
 
-    def _train_epoch(self, setup: TrainingSetup, train_set, epoch: int, start_batch: int, remaining: RemainingTime) -> EpochStats:
-        sampler = EpochBatches(len(train_set), self.batch_size, self.config.seed, epoch, start_batch, self.image_weights)
+    def _train_epoch(self, setup: TrainingSetup, model, train_set, epoch: int, start_batch: int,
+                     remaining: RemainingTime) -> EpochStats:
+        """`model` is setup.model or its DDP wrapper."""
+        sampler = self._epoch_batches(epoch, start_batch)
         description = f"epoch {epoch + 1}/{self.config.epochs}"
         with tqdm(self._loader(train_set, batch_sampler=sampler), desc=description, total=self.steps_per_epoch,
                   initial=start_batch, leave=False, disable=not self.progress_bar) as batches:
@@ -378,9 +412,17 @@ class Trainer:
                 self.on_batch(remaining.after_batch(epoch + 1, batch, loss))
 
             remaining.start_epoch()
-            return train_one_epoch(setup.model, batches, setup.criterion, setup.optimizer, setup.scheduler, setup.scaler,
-                                   self.device, self.amp_dtype, epoch=epoch, start_batch=start_batch,
-                                   should_stop=self.should_stop, on_batch=after_batch)
+            stats = train_one_epoch(model, batches, setup.criterion, setup.optimizer, setup.scheduler, setup.scaler,
+                                    self.device, self.amp_dtype, epoch=epoch, start_batch=start_batch,
+                                    should_stop=lambda: distributed.any_rank(self.should_stop(), self.world),
+                                    on_batch=after_batch)
+        return stats if stats.stopped else combine_ranks(stats, self.world)
+
+    def _validate(self, setup: TrainingSetup, val_loader) -> dict:
+        """validation_metrics() of the whole validation set, each rank having predicted its share."""
+        logits, labels = predict(setup.model, val_loader, self.device, self.amp_dtype, len(self.class_names))
+        logits, labels = distributed.gather_val_shards(logits, labels, self.world)
+        return validation_metrics(logits, labels, setup.val_criterion, self.class_names)
 
     def _end_epoch(self, metrics: dict, keeper: CheckpointKeeper, recorder: RunRecorder) -> None:
         is_best = keeper.end_epoch(metrics)
@@ -399,6 +441,19 @@ class Trainer:
 
     def _onnx_sample_images(self) -> list:
         return [read_image(path) for path, _ in self.split.val[:ONNX_SAMPLE_IMAGES]]
+
+
+class NoRecords:
+    """The RunRecorder of ranks other than 0: rank 0 alone writes the run folder."""
+
+    def __getattr__(self, name):
+        return _ignore
+
+    def __enter__(self) -> NoRecords:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
 
 
 def _epoch_line(metrics: dict, epochs: int) -> str:

@@ -74,7 +74,7 @@ def test_a_checkpoint_temperature_is_validated(tmp_path):
 
 
 def test_fit_works_under_inference_mode():
-    """evaluate() runs under torch.inference_mode(): the fit must still get its gradients."""
+    """A caller may validate under torch.inference_mode(): the fit must still get its gradients."""
     logits, labels = overconfident_logits(samples=500)
     expected = fit_temperature(logits, labels)
     with torch.inference_mode():
