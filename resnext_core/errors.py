@@ -23,3 +23,7 @@ class WeightsUnavailableError(ResNeXtError):
 
 class DatasetError(ResNeXtError):
     """A training dataset is missing, empty or malformed."""
+
+
+class WorkerError(ResNeXtError):
+    """A training process of a distributed run failed, or could not be started."""

@@ -22,7 +22,7 @@ from .resnext_core.recording import (
     CONFUSION_MATRIX_PNG, PICTURES, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
 from .resnext_core.schema import BOOL, Legacy, Schema
 from .resnext_core.train_config import TrainConfig
-from .resnext_core.training import Trainer
+from .resnext_core.launch import Callbacks, train
 from .resnext_ikomia.metadata import KEYWORDS, fill_info
 from .resnext_ikomia.param import SchemaParam
 
@@ -96,6 +96,7 @@ class TrainResNeXt(dnntrain.TrainProcess):
         for _, title in PICTURE_OUTPUTS.values():
             self.add_output(dataprocess.CImageIO(core.IODataType.IMAGE, title))
         self._stop_requested = False
+        self._steps_added = False
         self._last_log = 0.0
         self.run_folder = ""
 
@@ -110,7 +111,7 @@ class TrainResNeXt(dnntrain.TrainProcess):
         pass
 
     def get_progress_steps(self):
-        # Batches per epoch are known only once the dataset is read: run() adds them, one step each.
+        # Batches per epoch are known only once the dataset is read: the first batch adds them, one step each.
         return 1
 
     def stop(self):
@@ -129,21 +130,15 @@ class TrainResNeXt(dnntrain.TrainProcess):
 
     def run(self):
         self._stop_requested = False
+        self._steps_added = False
         self.run_folder = ""
         for index in PICTURE_OUTPUTS:
             self.get_output(index).clear_data()
-        trainer = Trainer(
-            self._config(),
-            on_start=self._on_start,
-            on_batch=self._on_batch,
-            on_epoch=self._on_epoch,
-            should_stop=lambda: self._stop_requested,
-            log=log,
-            progress_bar=sys.stderr.isatty(),  # scripts in a terminal get a tqdm bar
-        )
-        self.emit_add_sub_progress_steps(trainer.config.epochs * trainer.steps_per_epoch)
+        callbacks = Callbacks(on_start=self._on_start, on_batch=self._on_batch, on_epoch=self._on_epoch,
+                              should_stop=lambda: self._stop_requested, log=log)
         try:
-            result = trainer.run()
+            # With processes > 1, the training runs in worker processes; the callbacks still come here.
+            result = train(self._config(), callbacks, progress_bar=sys.stderr.isatty())  # terminals get a tqdm bar
         except BaseException:
             if self.run_folder:  # left active, the MLflow run would break the next training
                 import mlflow
@@ -153,10 +148,10 @@ class TrainResNeXt(dnntrain.TrainProcess):
         if result.skipped:
             self.log_metric("skipped_files", result.skipped)
         self._show_pictures()
-        self.get_output(0).set_path(trainer.run_folder)
+        self.get_output(0).set_path(result.run_folder)
         self.emit_step_progress()
         self.end_task_run()
-        log(f"{'stopped' if result.stopped else 'done'}, outputs in {trainer.run_folder}")
+        log(f"{'stopped' if result.stopped else 'done'}, outputs in {result.run_folder}")
 
     def _on_start(self, run_folder: str):
         """The run folder exists: metrics go to a reachable MLflow server, or to a file store inside it."""
@@ -171,6 +166,9 @@ class TrainResNeXt(dnntrain.TrainProcess):
         log(f"run folder {run_folder} (MLflow: {uri})")
 
     def _on_batch(self, progress):
+        if not self._steps_added:
+            self.emit_add_sub_progress_steps(progress.epochs * progress.batches)
+            self._steps_added = True
         self.emit_step_progress()
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_S or progress.batch == progress.batches:
