@@ -49,6 +49,28 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def digits_model(tmp_path_factory, digits):
+    """DIGITS_RECIPE through the training plugin, on one process: the run's best.pth."""
+    from helpers import DIGITS_RECIPE, TRAIN, new_task
+
+    _, task = new_task(TRAIN, {**DIGITS_RECIPE, "dataset_folder": os.path.join(digits, "train"),
+                               "output_folder": str(tmp_path_factory.mktemp("digits-run"))})
+    task.run()
+    return os.path.join(task.get_output(0).get_path(), "best.pth")
+
+
+@pytest.fixture(scope="session")
+def heldout(digits):
+    """The digits' held-out images as [(RGB array, class name), ...]."""
+    import numpy as np
+    from PIL import Image
+
+    from digits_dataset import heldout_items
+
+    return [(np.asarray(Image.open(path).convert("RGB")), truth) for path, truth in heldout_items(digits)]
+
+
+@pytest.fixture(scope="session")
 def session_dir():
     return SESSION_DIR
 

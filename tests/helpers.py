@@ -114,3 +114,20 @@ def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None,
                 image = image.convert("RGB").resize((48, 48))
             image.save(os.path.join(target, f"{i}.png"))
     return root
+
+
+# Five epochs from scratch on the digits' train split: the digits_model fixture's recipe (conftest.py).
+DIGITS_RECIPE = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "5", "batch_size": "32",
+                 "optimizer": "adamw", "learning_rate": "0.002", "weight_decay": "0.05", "hflip": "False",
+                 "min_crop_scale": "0.6", "val_split": "0.1"}
+
+
+def heldout_accuracy(checkpoint_path: str, heldout: list) -> float:
+    """Top-1 of the inference plugin, loading `checkpoint_path`, on [(image, truth), ...]."""
+    _, infer = new_task(INFER, {"model_weight_file": checkpoint_path})
+    correct = 0
+    for image, truth in heldout:
+        infer.get_input(0).set_image(image)
+        infer.run()
+        correct += infer.get_whole_image_results()[0][0] == truth
+    return correct / len(heldout)

@@ -183,7 +183,7 @@ print(json.dumps({{"done": done, "rss": samples, "peak": {PEAK_RSS}, "cached": l
     assert report["peak"] < 5000, report
 
 
-LARGE_SET = (48, 2000)  # images, side: 549 MiB once decoded
+LARGE_SET = (24, 2000)  # images, side: 275 MiB once decoded
 
 
 def _image_dataset(root, size, count):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import INFER, TRAIN, new_task, results, tiny_dataset
+from helpers import INFER, TRAIN, heldout_accuracy, new_task, results, tiny_dataset
 from resnext_core.calibration import expected_calibration_error, negative_log_likelihood
 from resnext_core.checkpoint import safe_load
 from resnext_core.errors import ConfigError
@@ -19,7 +19,6 @@ from resnext_core.inference import load_classifier
 from resnext_core.metrics import classification_metrics
 from resnext_core.training import TrainConfig, Trainer
 
-from digits_dataset import heldout_items
 
 FAST_PRECISIONS = ["bf16", "int8"]  # bf16: what 'auto' picks on capable hardware; int8: opt-in. fp16 is CUDA only
 TINY = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "1", "batch_size": "8",
@@ -194,30 +193,10 @@ def test_metrics_match_a_hand_checked_confusion_matrix():
     assert "top5" not in metrics
 
 
-@pytest.fixture(scope="module")
-def digits_model(tmp_path_factory, digits):
-    """Five epochs from scratch on the digits' train split, through the plugin: the run's best.pth."""
-    out = tmp_path_factory.mktemp("digits-run")
-    _, run = run_training({**TINY, "dataset_folder": os.path.join(digits, "train"), "output_folder": str(out),
-                           "epochs": "5", "batch_size": "32", "min_crop_scale": "0.6", "val_split": "0.1"})
-    return os.path.join(run, "best.pth")
-
-
-@pytest.fixture(scope="module")
-def heldout(digits):
-    return [(np.asarray(Image.open(path).convert("RGB")), truth) for path, truth in heldout_items(digits)]
-
-
 @pytest.mark.slow
 def test_real_accuracy_on_heldout_digits(digits_model, heldout):
     """A broken trainer (labels shuffled, no learning) stays near 10%."""
-    _, infer = new_task(INFER, {"model_weight_file": digits_model})
-    correct = 0
-    for image, truth in heldout:
-        infer.get_input(0).set_image(image)
-        infer.run()
-        correct += infer.get_whole_image_results()[0][0] == truth
-    accuracy = correct / len(heldout)
+    accuracy = heldout_accuracy(digits_model, heldout)
     print(f"held-out accuracy after 5 epochs: {accuracy:.3f}")
     assert accuracy >= 0.90
 
