@@ -8,9 +8,9 @@ plain eager fp32 SGD loop. Ours: the plugin through Workflow (torch fp32 path, O
 default path: engine auto, OpenVINO on the CPU), batched regions, the opt-in int8 precision (OpenVINO +
 NNCF), and the training recipe's step (channels_last, AMP/bf16 where the hardware has it). A new
 process's first image is timed for torch and for the default engine with its cache empty, then filled.
-Contenders are interleaved and repeated (the machines are noisy); medians and ratios are printed and
-written as JSON. Weights are random unless --torch-home points at real cached ones: speed does not
-depend on the values.
+Each of our paths is raced against the baseline in turn, the two interleaved and repeated (the machines
+are noisy; two engines interleaved disturb each other); medians and ratios are printed and written as
+JSON. Weights are random unless --torch-home points at real cached ones: speed does not depend on the values.
 """
 from __future__ import annotations
 
@@ -277,44 +277,27 @@ def main(argv=None) -> int:
     for model_name in args.models:
         cache_weights(model_name)
         baseline = Baseline(model_name)
-        exact, fast = ours(model_name, "fp32", engine="torch"), ours(model_name)
-        onnxruntime = ours(model_name, "fp32", engine="onnxruntime")
-        times = race(
-            {
-                "baseline": lambda: baseline.predict(image),
-                "ours_torch_fp32": lambda: run_task(exact, image),
-                "ours_onnxruntime": lambda: run_task(onnxruntime, image),
-                "ours_default": lambda: run_task(fast, image),
-            },
-            args.repeats,
-        )
-        times.update(race({"baseline_16_regions": lambda: baseline.predict_regions(image, boxes),
-                           "ours_torch_fp32_16_regions": lambda: run_task(exact, image, boxes),
-                           "ours_onnxruntime_16_regions": lambda: run_task(onnxruntime, image, boxes),
-                           "ours_16_regions": lambda: run_task(fast, image, boxes)}, max(3, args.repeats // 2)))
-        times.update(training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2)))
-        ratios = {
-            "torch_fp32_path": times["baseline"] / times["ours_torch_fp32"],
-            "onnxruntime_path": times["baseline"] / times["ours_onnxruntime"],
-            "default_path": times["baseline"] / times["ours_default"],
-            "torch_fp32_16_regions": times["baseline_16_regions"] / times["ours_torch_fp32_16_regions"],
-            "onnxruntime_16_regions": times["baseline_16_regions"] / times["ours_onnxruntime_16_regions"],
-            "default_16_regions": times["baseline_16_regions"] / times["ours_16_regions"],
-            "training_step": times["baseline_train_step"] / times["ours_train_step"],
-        }
+        paths = {"torch_fp32": ours(model_name, "fp32", engine="torch"),
+                 "onnxruntime": ours(model_name, "fp32", engine="onnxruntime"), "default": ours(model_name)}
         build = {}
         if device.type == "cpu" and not args.no_int8:  # opt-in precision: its build time is reported apart
-            int8 = ours(model_name, "int8", calibration_folder(home))
-            build["int8_first_image_s"] = timed(lambda: run_task(int8, image))
-            build["int8_first_16_regions_s"] = timed(lambda: run_task(int8, image, boxes))
-            # Raced against the baseline again, side by side, so the ratios compare like with like.
-            whole = race({"baseline": lambda: baseline.predict(image), "int8": lambda: run_task(int8, image)}, args.repeats)
+            paths["int8"] = ours(model_name, "int8", calibration_folder(home))
+            build["int8_first_image_s"] = timed(lambda: run_task(paths["int8"], image))
+            build["int8_first_16_regions_s"] = timed(lambda: run_task(paths["int8"], image, boxes))
+        times, ratios = {}, {}
+        for name, task in paths.items():
+            # Each path raced against the baseline alone: engines left in one process disturb each other
+            # (a thread pool still spinning after its run takes the cores from the next contender).
+            whole = race({"baseline": lambda: baseline.predict(image), "ours": lambda t=task: run_task(t, image)},
+                         args.repeats)
             regions = race({"baseline": lambda: baseline.predict_regions(image, boxes),
-                            "int8": lambda: run_task(int8, image, boxes)}, max(3, args.repeats // 2))
-            times.update({"baseline_vs_int8": whole["baseline"], "ours_int8": whole["int8"],
-                          "baseline_16_regions_vs_int8": regions["baseline"], "ours_int8_16_regions": regions["int8"]})
-            ratios["int8_opt_in"] = whole["baseline"] / whole["int8"]
-            ratios["int8_16_regions"] = regions["baseline"] / regions["int8"]
+                            "ours": lambda t=task: run_task(t, image, boxes)}, max(3, args.repeats // 2))
+            times.update({f"baseline_vs_{name}": whole["baseline"], f"ours_{name}": whole["ours"],
+                          f"baseline_16_regions_vs_{name}": regions["baseline"], f"ours_{name}_16_regions": regions["ours"]})
+            ratios[f"{name}_path"] = whole["baseline"] / whole["ours"]
+            ratios[f"{name}_16_regions"] = regions["baseline"] / regions["ours"]
+        times.update(training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2)))
+        ratios["training_step"] = times["baseline_train_step"] / times["ours_train_step"]
         firsts = first_images(model_name)
         report["results"][model_name] = {"median_s": times, "speedup_vs_baseline": ratios, **build, **firsts}
         if device.type == "cuda":
@@ -333,11 +316,15 @@ def main(argv=None) -> int:
                   f"peak RSS {firsts[f'peak_rss_{name}_mib']:.0f} MiB")
         for name, seconds in build.items():
             print(f"  {name} (export, quantize, compile) {seconds:.1f} s")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
-    print(f"\nwritten {args.out}")
+    write_report(report, args.out)
     return 0
+
+
+def write_report(report: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+    print(f"\nwritten {path}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ torch and medians with their speed-up over torch eager; writes them as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -58,7 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "engine_race.json"))
     args = parser.parse_args(argv)
     import torch
-    from benchmark import cpu_model, engine_versions, photo
+    from benchmark import cpu_model, engine_versions, photo, race, write_report
 
     from resnext_core.inference import fold_batch_norms
     from resnext_core.models import build_model
@@ -95,13 +93,7 @@ def main(argv=None) -> int:
     reference = eager(inputs["b16"])
     difference = {name: float((run(inputs["b16"]) - reference).abs().max()) for name, run in runners.items()}
     contenders = {f"{name} {batch}": (lambda run=run, x=x: run(x)) for batch, x in inputs.items() for name, run in runners.items()}
-    for fn in contenders.values():  # warm-up
-        fn()
-    samples = {name: [] for name in contenders}
-    for _ in range(args.repeats):
-        for name, fn in contenders.items():
-            samples[name].append(timed(fn)[1])
-    median = {name: statistics.median(values) for name, values in samples.items()}
+    median = race(contenders, args.repeats)
     speedup = {name: median[f"torch eager {name.rsplit(' ', 1)[1]}"] / seconds for name, seconds in median.items()}
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
               "torch": torch.__version__, "engines": engine_versions(), "build_s": build_s,
@@ -113,10 +105,7 @@ def main(argv=None) -> int:
         print(f"  max |logit - torch's| {name:20s} {value:.1e}")
     for name, seconds in median.items():
         print(f"  {name:22s} {1000 * seconds:8.1f} ms  {speedup[name]:5.2f}x torch eager")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
-    print(f"written {args.out}")
+    write_report(report, args.out)
     return 0
 
 
