@@ -194,7 +194,7 @@ def _engine_runner(source: ModelSource, input_size: int | None, engine: str, eng
         return openvino_runner(source.identity, size, source.build, batch)
     except ResNeXtError:
         raise
-    except ImportError as exc:  # only auto's own engine is known to be installed
+    except ImportError as exc:  # auto checked its fp32 engine; a named engine, or int8's, may be missing
         raise ConfigError(f"engine '{engine_name}' needs a package that is not installed ({exc}): "
                           "pip install -r requirements.txt, or use engine torch") from None
     except Exception as exc:  # export and the engines raise many types; the model itself is fine

@@ -29,8 +29,9 @@ class OpenVinoRunner:
     """Callable like the torch runner: a float batch (N, 3, H, W) -> logits (N, C), on the CPU.
 
     A single image runs on a model compiled for latency (one stream over every core); a batch is
-    split over the parallel requests of a second compilation, for throughput, made at the first batch
-    (measured faster for batches, slower for single images on an idle machine: see the README).
+    split over the parallel requests of a second compilation, for throughput (streams of a few cores
+    each), made at the first batch: faster for batches than one request on the latency compilation
+    (README, Measured), while a single image keeps every core.
     """
 
     engine = "openvino"
