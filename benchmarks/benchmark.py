@@ -4,13 +4,13 @@
 
 Baseline (what the public plugin does per image): cv2.resize to a square -> ToTensor -> Normalize ->
 eager NCHW fp32 model, batch 1, under no_grad; one forward per region of interest; training with a
-plain eager fp32 SGD loop. Ours: the plugin through Workflow (torch fp32 path, and the default path:
-ONNX Runtime on the CPU), batched regions, and the training recipe's step (channels_last, AMP/bf16 where
-the hardware has it). A new process's first image is timed for torch and for the default engine with
-its export cache empty, then filled.
-Contenders are interleaved and repeated (the machines are noisy); medians and ratios are printed and
-written as JSON. Weights are random unless --torch-home points at real cached ones: speed does not
-depend on the values.
+plain eager fp32 SGD loop. Ours: the plugin through Workflow (torch fp32 path, ONNX Runtime, and the
+default path: engine auto, OpenVINO on the CPU), batched regions, the opt-in int8 precision (OpenVINO +
+NNCF), and the training recipe's step (channels_last, AMP/bf16 where the hardware has it). A new
+process's first image is timed for torch and for the default engine with its cache empty, then filled.
+Each of our paths is raced against the baseline in turn, the two interleaved and repeated (the machines
+are noisy; two engines interleaved disturb each other); medians and ratios are printed and written as
+JSON. Weights are random unless --torch-home points at real cached ones: speed does not depend on the values.
 """
 from __future__ import annotations
 
@@ -227,26 +227,47 @@ def first_images(model_name: str) -> dict:
     return report
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its int8/bf16-relevant instruction sets, as Linux reports them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            info = handle.read()
+    except OSError:
+        return ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    extensions = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"{name} ({', '.join(extensions) or 'no AVX2'})"
+
+
+def engine_versions() -> dict:
+    import importlib.metadata
+
+    return {name: importlib.metadata.version(name) for name in ("onnxruntime", "openvino", "nncf")}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["resnext50_32x4d"])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--train-batch", type=int, default=16)
-    parser.add_argument("--no-int8", action="store_true", help="skip the opt-in int8 contender (about a minute to build)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the opt-in int8 contender (10-20 s to build)")
     parser.add_argument("--torch-home", help="a TORCH_HOME holding real weights (default: random weights)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "latest.json"))
     args = parser.parse_args(argv)
     home = setup_environment(args.torch_home)
     import torch
 
-    from resnext_core.runtime import cpu_has_native_bf16, resolve_device, resolve_precision
+    from resnext_core.runtime import cpu_has_native_bf16, resolve_device, resolve_engine, resolve_precision
 
     device = resolve_device("auto")
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        "machine": f"{cpu_model() or platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         + (torch.cuda.get_device_name() if device.type == "cuda" else "no GPU"),
         "torch": torch.__version__,
+        "engines": engine_versions(),
+        "default_engine": resolve_engine("auto", device, resolve_precision("auto", device)),
         "native_cpu_bf16": cpu_has_native_bf16(),
         "auto_precision": str(resolve_precision("auto", device)).replace("torch.", ""),
         "results": {},
@@ -256,46 +277,35 @@ def main(argv=None) -> int:
     for model_name in args.models:
         cache_weights(model_name)
         baseline = Baseline(model_name)
-        exact, fast = ours(model_name, "fp32", engine="torch"), ours(model_name)
-        times = race(
-            {
-                "baseline": lambda: baseline.predict(image),
-                "ours_torch_fp32": lambda: run_task(exact, image),
-                "ours_default": lambda: run_task(fast, image),
-            },
-            args.repeats,
-        )
-        times.update(race({"baseline_16_regions": lambda: baseline.predict_regions(image, boxes),
-                           "ours_torch_fp32_16_regions": lambda: run_task(exact, image, boxes),
-                           "ours_16_regions": lambda: run_task(fast, image, boxes)}, max(3, args.repeats // 2)))
-        times.update(training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2)))
-        ratios = {
-            "torch_fp32_path": times["baseline"] / times["ours_torch_fp32"],
-            "default_path": times["baseline"] / times["ours_default"],
-            "torch_fp32_16_regions": times["baseline_16_regions"] / times["ours_torch_fp32_16_regions"],
-            "default_16_regions": times["baseline_16_regions"] / times["ours_16_regions"],
-            "training_step": times["baseline_train_step"] / times["ours_train_step"],
-        }
+        paths = {"torch_fp32": ours(model_name, "fp32", engine="torch"),
+                 "onnxruntime": ours(model_name, "fp32", engine="onnxruntime"), "default": ours(model_name)}
         build = {}
         if device.type == "cpu" and not args.no_int8:  # opt-in precision: its build time is reported apart
-            int8 = ours(model_name, "int8", calibration_folder(home))
-            build["int8_first_image_s"] = timed(lambda: run_task(int8, image))
-            build["int8_first_16_regions_s"] = timed(lambda: run_task(int8, image, boxes))
-            # Raced against the baseline again, side by side, so the ratios compare like with like.
-            whole = race({"baseline": lambda: baseline.predict(image), "int8": lambda: run_task(int8, image)}, args.repeats)
+            paths["int8"] = ours(model_name, "int8", calibration_folder(home))
+            build["int8_first_image_s"] = timed(lambda: run_task(paths["int8"], image))
+            build["int8_first_16_regions_s"] = timed(lambda: run_task(paths["int8"], image, boxes))
+        times, ratios = {}, {}
+        for name, task in paths.items():
+            # Each path raced against the baseline alone: engines left in one process disturb each other
+            # (a thread pool still spinning after its run takes the cores from the next contender).
+            whole = race({"baseline": lambda: baseline.predict(image), "ours": lambda t=task: run_task(t, image)},
+                         args.repeats)
             regions = race({"baseline": lambda: baseline.predict_regions(image, boxes),
-                            "int8": lambda: run_task(int8, image, boxes)}, max(3, args.repeats // 2))
-            times.update({"baseline_vs_int8": whole["baseline"], "ours_int8": whole["int8"],
-                          "baseline_16_regions_vs_int8": regions["baseline"], "ours_int8_16_regions": regions["int8"]})
-            ratios["int8_opt_in"] = whole["baseline"] / whole["int8"]
-            ratios["int8_16_regions"] = regions["baseline"] / regions["int8"]
+                            "ours": lambda t=task: run_task(t, image, boxes)}, max(3, args.repeats // 2))
+            times.update({f"baseline_vs_{name}": whole["baseline"], f"ours_{name}": whole["ours"],
+                          f"baseline_16_regions_vs_{name}": regions["baseline"], f"ours_{name}_16_regions": regions["ours"]})
+            ratios[f"{name}_path"] = whole["baseline"] / whole["ours"]
+            ratios[f"{name}_16_regions"] = regions["baseline"] / regions["ours"]
+        times.update(training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2)))
+        ratios["training_step"] = times["baseline_train_step"] / times["ours_train_step"]
         firsts = first_images(model_name)
         report["results"][model_name] = {"median_s": times, "speedup_vs_baseline": ratios, **build, **firsts}
         if device.type == "cuda":
             report["results"][model_name]["gpu"] = gpu_throughput(model_name)
             for batch, row in report["results"][model_name]["gpu"].items():
                 print(f"  GPU {batch}: {row['ms_per_batch']:.2f} ms/batch, {row['images_per_s']:.0f} img/s")
-        print(f"\n{model_name} on {report['machine']} (auto precision: {report['auto_precision']})")
+        print(f"\n{model_name} on {report['machine']} (auto precision: {report['auto_precision']}, "
+              f"default engine: {report['default_engine']})")
         print(f"  {'contender':24s} {'median ms':>10s}")
         for name, seconds in times.items():
             print(f"  {name:24s} {1000 * seconds:10.1f}")
@@ -305,12 +315,16 @@ def main(argv=None) -> int:
             print(f"  new process, first image, {name:18s} {firsts[f'first_image_{name}_s']:6.2f} s, "
                   f"peak RSS {firsts[f'peak_rss_{name}_mib']:.0f} MiB")
         for name, seconds in build.items():
-            print(f"  {name} (quantize + compile) {seconds:.1f} s")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
-    print(f"\nwritten {args.out}")
+            print(f"  {name} (export, quantize, compile) {seconds:.1f} s")
+    write_report(report, args.out)
     return 0
+
+
+def write_report(report: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+    print(f"\nwritten {path}")
 
 
 if __name__ == "__main__":

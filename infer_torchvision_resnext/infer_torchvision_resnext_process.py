@@ -47,11 +47,12 @@ class InferConfig:
         kind=SIZE, low=MIN_INPUT_SIZE, high=MAX_INPUT_SIZE, group=ADVANCED)
     device: str = device_option(group=ADVANCED)
     precision: str = option(
-        "auto", "Precision", "auto: bf16 where the hardware runs it natively, else fp32; int8: CPU, needs calibration images.",
+        "auto", "Precision", "auto: bf16 where the hardware runs it natively, else fp32; int8: CPU (OpenVINO), calibrated on "
+        "calibration images.",
         choices=PRECISIONS, group=ADVANCED)
     engine: str = option(
-        "auto", "Engine", "auto: ONNX Runtime for fp32 on the CPU (exported once, cached on disk), torch elsewhere; "
-        "torch: always torch.", choices=ENGINES, group=ADVANCED)
+        "auto", "Engine", "auto: OpenVINO on the CPU (converted once, cached on disk), torch elsewhere; "
+        "onnxruntime: ONNX Runtime for fp32 on the CPU; torch: always torch.", choices=ENGINES, group=ADVANCED)
     calibrated_confidence: bool = option(
         True, "Calibrated confidences", "Divide the logits by the temperature fitted on a trained checkpoint's "
         "validation images (else by temperature), so that 0.9 means right about 9 times in 10.", group=ADVANCED)
@@ -62,7 +63,8 @@ class InferConfig:
         False, "Test-time augmentation", "Average over the image and its mirror: twice the compute; wrong where "
         "mirroring changes the class (digits, text).", group=ADVANCED)
     calibration_folder: str = option(
-        "", "int8 calibration images", "Images like those to classify; used by precision int8 only.", kind=FOLDER, group=ADVANCED)
+        "", "int8 calibration images", "Images like those to classify; used by precision int8 only. Not needed for "
+        "a checkpoint of a training run: it uses the run's calibration_sample.npy.", kind=FOLDER, group=ADVANCED)
     dataset: str = option(
         "ImageNet", "Trained on", "The public plugin's switch: Custom requires a weight file.", choices=DATASETS, group=ADVANCED)
 

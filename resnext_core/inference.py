@@ -17,9 +17,11 @@ from .checkpoint import check_class_count, load_checkpoint, read_class_file
 from .errors import ConfigError, ResNeXtError
 from .explain import Explainer
 from .models import load_pretrained_state_dict, model_with_weights, resolve_model_name, resolve_weights
-from .onnx_engine import ONNX_CACHE, file_sha256
+from .engine_cache import file_sha256
+from .onnx_engine import onnxruntime_runner
+from .openvino_engine import openvino_runner
 from .preprocess import Preprocessing
-from .quantize import calibration_images, quantize_int8
+from .quantize import calibration_batch, read_calibration
 from .runtime import (
     autocast,
     choice_key,
@@ -40,7 +42,7 @@ MODEL_CACHE_SIZE = max(1, int(os.environ.get("RESNEXT_MODEL_CACHE_SIZE", "2")))
 
 @dataclass
 class LoadedModel:
-    runner: object  # runner(batch, dtype) -> logits: a TorchRunner or an onnx_engine.OnnxRunner
+    runner: object  # runner(batch, dtype) -> logits: a TorchRunner, onnx_engine.OnnxRunner or openvino_engine.OpenVinoRunner
     class_names: list
     preprocessing: Preprocessing
     description: str
@@ -64,7 +66,7 @@ class TorchRunner:
 
 
 class Classifier:
-    """A model ready to run (torch or ONNX Runtime), its class names and its preprocessing.
+    """A model ready to run (torch, ONNX Runtime or OpenVINO), its class names and its preprocessing.
 
     Probabilities are softmax(logits / temperature); mirror averages them over each image and its
     horizontal mirror (test-time augmentation).
@@ -181,17 +183,25 @@ def _source(model_name: str, weights: str, weight_file: str, class_file: str) ->
                        lambda: fold_batch_norms(model_with_weights(model_name, load_pretrained_state_dict(entry)).eval()))
 
 
-def _onnx_runner(source: ModelSource, input_size: int | None, engine: str):
-    """The ONNX Runtime runner, or None where `engine` is auto and ONNX Runtime failed (torch then runs it)."""
+def _engine_runner(source: ModelSource, input_size: int | None, engine: str, engine_name: str, calibration):
+    """The CPU engine's runner (int8 where `calibration` is given), or None where `engine` is auto and
+    the engine failed on fp32 (torch then runs it)."""
+    size = source.preprocessing.at_size(input_size).crop_size
     try:
-        return ONNX_CACHE.runner(source.identity, source.preprocessing.at_size(input_size).crop_size, source.build)
+        if engine_name == "onnxruntime":
+            return onnxruntime_runner(source.identity, size, source.build)
+        batch = None if calibration is None else calibration_batch(calibration, source.preprocessing.at_size(input_size))
+        return openvino_runner(source.identity, size, source.build, batch)
     except ResNeXtError:
         raise
-    except Exception as exc:  # export and ONNX Runtime raise many types; the model itself is fine
-        if choice_key(engine) != "auto":
-            raise ConfigError(f"engine 'onnxruntime' could not run {source.description}: {exc}; "
-                              "use engine torch") from exc
-        log.warning("ONNX Runtime could not run %s (%s): using torch", source.description, exc)
+    except ImportError as exc:  # auto checked its fp32 engine; a named engine, or int8's, may be missing
+        raise ConfigError(f"engine '{engine_name}' needs a package that is not installed ({exc}): "
+                          "pip install -r requirements.txt, or use engine torch") from None
+    except Exception as exc:  # export and the engines raise many types; the model itself is fine
+        if choice_key(engine) != "auto" or calibration is not None:
+            raise ConfigError(f"engine '{engine_name}' could not run {source.description}: {exc}; "
+                              "use engine torch" + (" (precision fp32)" if calibration is not None else "")) from exc
+        log.warning("%s could not run %s (%s): using torch", engine_name, source.description, exc)
         return None
 
 
@@ -243,8 +253,9 @@ def load_classifier(
     """Classifier for ImageNet weights (model_name + weights) or a trained file (weight_file [+ class_file]).
 
     A weight file decides the architecture itself; model_name is then only validated.
-    precision "int8" quantizes the model on calibration_folder's images (see quantize.py).
-    engine "auto" runs fp32 on the CPU with ONNX Runtime (onnx_engine.py), everything else with torch.
+    precision "int8" quantizes the model with NNCF on calibration_folder's images, or on a trained
+    checkpoint's run sample (see quantize.py), and runs it on OpenVINO.
+    engine "auto" runs fp32 on the CPU with runtime.CPU_ENGINES' first installed one, everything else with torch.
     calibrate divides the logits by the checkpoint's fitted temperature, or by `temperature` where the
     weights carry none; off, probabilities are the raw softmax. mirror: test-time augmentation.
     """
@@ -257,21 +268,18 @@ def load_classifier(
     dtype = resolve_precision(precision, torch_device)
     engine_name = resolve_engine(engine, torch_device, dtype)
     key = (source_key, _file_identity(class_file), str(torch_device), dtype, engine_name)
-    if dtype == torch.int8:  # a quantized model is specific to its calibration and input size
-        key += (_file_identity(calibration_folder), input_size)
-    if engine_name == "onnxruntime":  # an exported graph has a fixed input size
+    if dtype == torch.int8:  # a quantized model is specific to its calibration (a run's sample: its weights')
+        key += (_file_identity(calibration_folder),)
+    if engine_name != "torch":  # an exported graph has a fixed input size
         key += (input_size,)
 
     def loader() -> LoadedModel:
         # Calibration images are read first: a bad calibration_folder fails before the slow load.
-        calibration = calibration_images(calibration_folder) if dtype == torch.int8 else None
+        calibration = read_calibration(calibration_folder, weight_file) if dtype == torch.int8 else None
         source = _source(model_name, weights, weight_file, class_file)
-        runner = _onnx_runner(source, input_size, engine) if engine_name == "onnxruntime" else None
+        runner = None if engine_name == "torch" else _engine_runner(source, input_size, engine, engine_name, calibration)
         if runner is None:
-            model = source.build().to(torch_device, memory_format=torch.channels_last)
-            if calibration:
-                model = quantize_int8(model, source.preprocessing.at_size(input_size), calibration)
-            runner = TorchRunner(model, torch_device)
+            runner = TorchRunner(source.build().to(torch_device, memory_format=torch.channels_last), torch_device)
         # The explainer reads the weights again if it is ever used: holding `source` (a checkpoint's
         # state dict) for it would keep a second copy of every cached model in memory.
         rebuild = lambda: _source(model_name, weights, weight_file, class_file).build()  # noqa: E731

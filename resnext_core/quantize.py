@@ -1,38 +1,39 @@
-"""int8 inference on x86 CPUs, opt-in (precision="int8"): PT2E static quantization + torch.compile.
+"""int8 inference on the CPU, opt-in (precision="int8"): NNCF's post-training quantization of the OpenVINO model.
 
-torchao's X86InductorQuantizer quantizes weights per channel and activations with ranges observed
-on calibration images (the user's own: int8 is only as good as its calibration). The quantized
-graph is fast only once compiled by inductor (a C++ compiler at run time); uncompiled it is slower
-than fp32. Measured on a 2-core AVX2 EPYC: ~3x fp32 per image, but ~30-60 s to build, once per
-model, input size and batch bucket: worth it for folders and videos, not for one photo.
+NNCF quantizes weights per channel and activations with ranges observed on calibration images: the
+user's own (calibration_folder), or, for a checkpoint of a training run, the sample of preprocessed
+validation images the run left beside it (CALIBRATION_SAMPLE). int8 is only as good as its
+calibration. The quantized model is cached like the fp32 one (openvino_engine.py).
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
-import shutil
-import threading
 
+import numpy as np
 import torch
-from torch import nn
 
 from .data import IMAGE_EXTENSIONS, read_image
 from .errors import ConfigError, ImageError
 from .preprocess import Preprocessing
 
-CALIBRATION_IMAGES = 32  # observed ranges settle well before; more only slows the (slow) observers
-CALIBRATION_BATCH = 8
-# Batches are padded up to a bucket: one compiled graph per bucket. The largest is inference.MAX_BATCH,
-# the most images Classifier.predict sends in one call.
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# Written by a training run into its run folder (recording.py), found beside its checkpoints.
+CALIBRATION_SAMPLE = "calibration_sample.npy"
+CALIBRATION_IMAGES = 32  # observed ranges settle well before; more only slows the build
+NEEDS_CALIBRATION = ("precision 'int8' needs calibration_folder: a folder of representative images (your training set, "
+                     f"or some of the images to classify); a checkpoint of a training run uses its run's {CALIBRATION_SAMPLE}")
 
 
-def calibration_paths(folder: str, count: int = CALIBRATION_IMAGES) -> list:
-    """Up to `count` image files spread evenly over the folder's tree (sorted: reproducible)."""
-    if not folder:
-        raise ConfigError(
-            "precision 'int8' needs calibration_folder: a folder of representative images "
-            "(your training set, or some of the images to classify)"
-        )
+def evenly_spread(items: list, count: int = CALIBRATION_IMAGES) -> list:
+    """Up to `count` of `items`, spread evenly over the list (every class of a sorted image list)."""
+    step = max(1, len(items) // count)
+    return items[::step][:count]
+
+
+def calibration_paths(folder: str) -> list:
+    """Up to CALIBRATION_IMAGES image files spread evenly over the folder's tree (sorted: reproducible)."""
     if not os.path.isdir(folder):
         raise ConfigError(f"calibration_folder not found: {folder}")
     paths = sorted(
@@ -43,8 +44,7 @@ def calibration_paths(folder: str, count: int = CALIBRATION_IMAGES) -> list:
     )
     if not paths:
         raise ConfigError(f"calibration_folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    step = max(1, len(paths) // count)
-    return paths[::step][:count]
+    return evenly_spread(paths)
 
 
 def calibration_images(folder: str) -> list:
@@ -60,55 +60,63 @@ def calibration_images(folder: str) -> list:
     return images
 
 
-def _check_toolchain() -> None:
+def run_sample_path(weight_file: str) -> str:
+    """Where a training run's calibration sample lies: beside its checkpoints, in the run folder."""
+    return os.path.join(os.path.dirname(os.path.abspath(weight_file)), CALIBRATION_SAMPLE)
+
+
+def read_run_sample(path: str) -> np.ndarray:
+    """A run's calibration sample (N x 3 x S x S float, preprocessed), checked."""
     try:
-        import torchao  # noqa: F401
-    except ImportError:
-        raise ConfigError("precision 'int8' needs the torchao package: pip install torchao") from None
-    if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
-        raise ConfigError("precision 'int8' compiles its kernels and needs a C++ compiler (g++ or clang++) on PATH")
+        sample = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"calibration sample {path} cannot be read ({exc}): pass calibration_folder") from None
+    if sample.ndim != 4 or sample.shape[1] != 3 or not len(sample) or not np.isfinite(sample).all():
+        raise ConfigError(f"calibration sample {path} is not N x 3 x S x S finite images (shape {sample.shape}): "
+                          "pass calibration_folder")
+    return sample.astype(np.float32)
 
 
-class Int8Model(nn.Module):
-    """A quantized, compiled copy of a float model; batches padded to BATCH_BUCKETS sizes."""
-
-    def __init__(self, quantized: nn.Module):
-        super().__init__()
-        self.quantized = quantized
-        self.compiled = torch.compile(quantized, dynamic=False)
-        self._lock = threading.Lock()  # one compilation at a time; compiled graphs are then shared
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        count = batch.shape[0]
-        bucket = next(size for size in BATCH_BUCKETS if size >= count)
-        if bucket > count:
-            batch = torch.cat([batch, batch[-1:].expand(bucket - count, -1, -1, -1)])
-        batch = batch.float().contiguous(memory_format=torch.channels_last)
-        # Freezing (weights as constants) is what lets inductor prepack the int8 weights; it applies
-        # when a graph is compiled, i.e. at the first call of each batch size.
-        from torch._inductor import config as inductor_config  # seconds to import: only when int8 is used
-
-        with self._lock, torch.inference_mode(False), torch.no_grad(), inductor_config.patch(freezing=True):
-            return self.compiled(batch.clone())[:count]
+def read_calibration(folder: str, weight_file: str):
+    """calibration_folder's images (a list), else the trained checkpoint's run sample (an array)."""
+    if folder:
+        return calibration_images(folder)
+    if weight_file and os.path.isfile(run_sample_path(weight_file)):
+        return read_run_sample(run_sample_path(weight_file))
+    if weight_file:
+        raise ConfigError(f"{NEEDS_CALIBRATION}, and none lies beside {weight_file}")
+    raise ConfigError(NEEDS_CALIBRATION)
 
 
-def quantize_int8(model: nn.Module, preprocessing: Preprocessing, images: list) -> Int8Model:
-    """Export (strict: torchvision's Bottleneck reuses one ReLU module, which non-strict export
-    merges into one partition the quantizer refuses), observe `images`, convert, compile."""
-    _check_toolchain()
-    batches = [preprocessing.batch(images[i : i + CALIBRATION_BATCH]) for i in range(0, len(images), CALIBRATION_BATCH)]
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+def calibration_batch(calibration, preprocessing: Preprocessing) -> np.ndarray:
+    """read_calibration()'s result as the model's input at `preprocessing`'s size (N x 3 x S x S float32)."""
+    if not isinstance(calibration, np.ndarray):
+        return preprocessing.batch(calibration).numpy()
+    sample = torch.from_numpy(calibration)
+    size = preprocessing.crop_size
+    if sample.shape[-2:] != (size, size):  # inference at another input_size than training's
+        sample = torch.nn.functional.interpolate(sample, size=(size, size), mode="bilinear", antialias=True)
+    return sample.numpy()
 
-    model = model.eval().float().to(memory_format=torch.contiguous_format)
-    example = torch.cat([batches[0], batches[0]])[:2]  # batch 1 would be specialised as a constant
-    batch_dim = torch.export.Dim("batch", min=1, max=BATCH_BUCKETS[-1])
-    with torch.no_grad():
-        graph = torch.export.export(model, (example,), dynamic_shapes=({0: batch_dim},), strict=True).module()
-        quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
-        prepared = prepare_pt2e(graph, quantizer)
-        for batch in batches:
-            prepared(batch)
-        quantized = convert_pt2e(prepared)
-    return Int8Model(quantized)
 
+@contextlib.contextmanager
+def _quiet_nncf():
+    """NNCF's INFO lines and progress bars (drawn on stdout whatever the log level) are not the plugin
+    user's business: its warnings are kept, its bars go nowhere for the build's few seconds."""
+    import nncf
+
+    level = logging.getLogger("nncf").level
+    nncf.set_log_level(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield nncf
+    finally:
+        nncf.set_log_level(level)
+
+
+def quantize_int8(model, calibration: np.ndarray):
+    """The OpenVINO model `model` quantized to int8, observing `calibration` (N x 3 x S x S float32)."""
+    with _quiet_nncf() as nncf:
+        # One image per item: NNCF's statistics (and its bias correction) assume batch 1.
+        items = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
+        return nncf.quantize(model, items, subset_size=len(calibration))

@@ -10,6 +10,7 @@ import torch
 
 from .checkpoint import atomic_path, atomic_write_text
 from .checkpointing import scalars
+from .quantize import CALIBRATION_SAMPLE
 
 # The run folder's pictures, in the order the training plugin shows them as image outputs.
 CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG = (
@@ -60,6 +61,14 @@ class RunRecorder:
         if skipped:
             lines = [f"{path}\t{reason}" for path, reason in skipped]
             atomic_write_text("\n".join(lines) + "\n", self.path("skipped_files.txt"))
+
+    def write_calibration_sample(self, batch: torch.Tensor) -> None:
+        """calibration_sample.npy: a batch of preprocessed images (N x 3 x S x S float32), what precision
+        int8 calibrates on for this run's checkpoints."""
+        import numpy as np
+
+        with atomic_path(self.path(CALIBRATION_SAMPLE), ".npy") as tmp:
+            np.save(tmp, batch.float().numpy())
 
     def _write_csv(self, filename: str, columns: list, rows: list) -> None:
         with atomic_path(self.path(filename), ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:

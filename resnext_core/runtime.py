@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib
 
 import torch
 
@@ -11,10 +12,12 @@ from .errors import ConfigError
 from .schema import option
 
 DEVICES = ("auto", "cpu", "cuda")
-# Precision names and the dtypes they compute in; int8: opt-in, CPU, calibrated (quantize.py).
+# Precision names and the dtypes they compute in; int8: opt-in, CPU, OpenVINO, calibrated (quantize.py).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
 PRECISIONS = ("auto", *DTYPES)
-ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime for fp32 on the CPU, torch elsewhere
+# auto: OpenVINO on the CPU (fp32 and int8; ONNX Runtime where OpenVINO is not installed), torch elsewhere.
+ENGINES = ("auto", "torch", "onnxruntime", "openvino")
+CPU_ENGINES = ("openvino", "onnxruntime")  # in auto's order of preference (README: the engine race)
 
 
 def device_choices(values=None) -> list:
@@ -102,16 +105,21 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 
 def resolve_engine(name: str, device: torch.device, dtype: torch.dtype) -> str:
-    """Which engine runs inference: 'torch' or 'onnxruntime' (fp32 on the CPU only)."""
+    """Which engine runs inference: torch, or one of CPU_ENGINES (fp32 on the CPU; int8 on OpenVINO only)."""
     key = choice_key(name)
     if key not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got '{name}'")
-    onnx_fits = device.type == "cpu" and dtype == torch.float32
-    if key == "onnxruntime" and not onnx_fits:
-        raise ConfigError(f"engine 'onnxruntime' runs fp32 on the CPU; got device {device}, precision {dtype_name(dtype)}: "
+    if dtype == torch.int8:  # resolve_precision put it on the CPU
+        if key not in ("auto", "openvino"):
+            raise ConfigError(f"precision 'int8' runs on engine openvino (quantized by NNCF), got engine '{name}': "
+                              "use engine auto or openvino")
+        return "openvino"
+    on_cpu_fp32 = device.type == "cpu" and dtype == torch.float32
+    if key in CPU_ENGINES and not on_cpu_fp32:
+        raise ConfigError(f"engine '{key}' runs fp32 on the CPU; got device {device}, precision {dtype_name(dtype)}: "
                           "use engine torch (or auto)")
     if key == "auto":
-        return "onnxruntime" if onnx_fits and onnxruntime_available() else "torch"
+        return next((engine for engine in CPU_ENGINES if on_cpu_fp32 and is_installed(engine)), "torch")
     return key
 
 
@@ -121,9 +129,10 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def onnxruntime_available() -> bool:
+def is_installed(module: str) -> bool:
+    """Whether `module` imports (an engine's package: each is optional to the core)."""
     try:
-        import onnxruntime  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True

@@ -32,6 +32,7 @@ from .errors import ConfigError
 from .metrics import classification_metrics, worst_predictions
 from .models import build_model, load_pretrained_state_dict, resolve_weights
 from .preprocess import Preprocessing
+from .quantize import evenly_spread
 from .recording import RunRecorder
 from .runtime import autocast, disable_openmp_dynamic_threads, resolve_device, resolve_precision
 from .train_config import OPTIMIZERS, TRAIN_MODES, TrainConfig  # noqa: F401 (re-exported)
@@ -369,6 +370,7 @@ class Trainer:
             self.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
         recorder = RunRecorder(self.run_folder, self.class_names, self.log) if world.is_main else NoRecords()
         recorder.write_dataset_files(self.split.skipped, self.train_counts, self.val_counts)
+        recorder.write_calibration_sample(self.preprocessing.batch(self._calibration_images()))
         with recorder:
             stopped = self._run_epochs(setup, keeper, recorder)
         if keeper.state.best is not None and config.export_onnx and not stopped and world.is_main:
@@ -438,6 +440,10 @@ class Trainer:
         return torch.utils.data.DataLoader(
             dataset, num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda", **batching
         )
+
+    def _calibration_images(self) -> list:
+        """Validation images spread over the classes (the list is in class order)."""
+        return [read_image(path) for path, _ in evenly_spread(self.split.val)]
 
     def _onnx_sample_images(self) -> list:
         return [read_image(path) for path, _ in self.split.val[:ONNX_SAMPLE_IMAGES]]

@@ -18,6 +18,7 @@ from resnext_core import load_classifier, models
 from resnext_core.explain import (CAM_METHODS, COLORMAP, HEAT_OPACITY, UNSEEN_BRIGHTNESS, explain, map_to_image,
                                   strongest_point)
 from resnext_core.preprocess import Preprocessing, image_to_tensor, region_box
+from resnext_core.runtime import CPU_ENGINES
 
 FEATURE_STRIDE = 32  # ResNeXt's last block: one map cell per 32 x 32 pixels of the model's input (rounded up)
 
@@ -284,7 +285,7 @@ def test_either_engine_explains_alike_and_none_builds_nothing(tmp_path):
         task.get_input(0).set_image(image)
         task.run()
         loaded = list(_plugin_modules().MODEL_CACHE._entries.values())[-1]
-        assert loaded.runner.engine == {"auto": "onnxruntime"}.get(engine, engine)
+        assert loaded.runner.engine == {"auto": CPU_ENGINES[0]}.get(engine, engine)
         assert task.get_output(4).get_image() is None, "explain none: the output stays empty"
         assert not loaded.explainer.built, "explain none: no model is built for maps"
         task.set_parameters({"explain": "gradcam"})

@@ -36,8 +36,10 @@ def test_tiny_run_writes_every_output(tmp_path, digits):
     task, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"), "export_onnx": "True"})
     assert os.path.dirname(run) == str(tmp_path / "out")
     for name in ("best.pth", "last.pth", "classes.txt", "metrics.csv", "metrics.json", "best_metrics.json",
-                 "confusion_matrix.png", "training_curves.png", "model.onnx"):
+                 "confusion_matrix.png", "training_curves.png", "model.onnx", "calibration_sample.npy"):
         assert os.path.isfile(os.path.join(run, name)), name
+    sample = np.load(os.path.join(run, "calibration_sample.npy"))  # int8's calibration for this run's checkpoints
+    assert sample.shape[1:] == (3, 32, 32) and 6 <= len(sample) <= 32 and sample.dtype == np.float32 and sample.std() > 0.1
     assert open(os.path.join(run, "classes.txt")).read().split() == ["0", "1", "2", "3", "4", "5"]
     history = json.load(open(os.path.join(run, "metrics.json")))
     assert len(history) == 1
@@ -230,12 +232,12 @@ def _nll(probabilities, labels) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", FAST_PRECISIONS)
-def test_fast_precisions_agree_with_fp32(digits_model, heldout, digits, precision):
-    """Faster precisions keep top-1 agreement >= 99% with fp32 (the rule 'auto' follows; int8 is held to it too)."""
+def test_fast_precisions_agree_with_fp32(digits_model, heldout, precision):
+    """Faster precisions keep top-1 agreement >= 99% with fp32 (the rule 'auto' follows; int8 is held to it too).
+    int8 calibrates on the sample of validation images the run left beside its checkpoint: no calibration_folder."""
     images = [image for image, _ in heldout]
     exact = load_classifier(weight_file=digits_model, device="cpu", precision="fp32").predict(images).argmax(1)
-    fast = load_classifier(weight_file=digits_model, device="cpu", precision=precision,
-                           calibration_folder=os.path.join(digits, "train")).predict(images).argmax(1)
+    fast = load_classifier(weight_file=digits_model, device="cpu", precision=precision).predict(images).argmax(1)
     agreement = (exact == fast).float().mean().item()
     print(f"{precision}: top-1 agreement with fp32 {agreement:.4f} over {len(images)} held-out digits")
     assert agreement >= 0.99

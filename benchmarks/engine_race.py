@@ -1,0 +1,113 @@
+"""The CPU engines side by side on one model, in one process, interleaved: what `engine` auto and int8 rest on.
+
+  python benchmarks/engine_race.py [--repeats 7] [--out benchmarks/results/engine_race.json]
+
+resnext50_32x4d (random weights, BatchNorm folded) at 224 px, batch 1 and 16 of preprocessed photos-like
+images: torch eager (channels_last), ONNX Runtime fp32, OpenVINO fp32 and OpenVINO + NNCF int8 through
+resnext_core's own runners and disk cache (a temporary TORCH_HOME: every build is timed from nothing), and,
+where torchao is installed, the torch PT2E int8 recipe that OpenVINO + NNCF replaced (torchao's
+X86InductorQuantizer + inductor: needs a C++ compiler). Prints build times, the largest logit difference to
+torch and medians with their speed-up over torch eager; writes them as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "scripts")]
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="resnext-engine-race-")
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def pt2e_int8(model, calibration):
+    """The recipe of the deleted resnext_core/quantize.py (torch PT2E + inductor), for comparison."""
+    import torch
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+    from torch._inductor import config as inductor_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    batch = torch.export.Dim("batch", min=1, max=64)
+    with torch.no_grad():
+        graph = torch.export.export(model, (calibration[:2],), dynamic_shapes=({0: batch},), strict=True).module()
+        prepared = prepare_pt2e(graph, x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config()))
+        for start in range(0, len(calibration), 8):
+            prepared(calibration[start : start + 8])
+        compiled = torch.compile(convert_pt2e(prepared), dynamic=False)
+
+    def run(x):
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            return compiled(x.contiguous(memory_format=torch.channels_last))
+
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "engine_race.json"))
+    args = parser.parse_args(argv)
+    import torch
+    from benchmark import cpu_model, engine_versions, photo, race, write_report
+
+    from resnext_core.inference import fold_batch_norms
+    from resnext_core.models import build_model
+    from resnext_core.onnx_engine import onnxruntime_runner
+    from resnext_core.openvino_engine import openvino_runner
+    from resnext_core.preprocess import Preprocessing
+    from resnext_core.runtime import disable_openmp_dynamic_threads, is_installed
+
+    disable_openmp_dynamic_threads()
+
+    def build():
+        torch.manual_seed(0)
+        return fold_batch_norms(build_model("resnext50_32x4d").eval())
+
+    preprocessing = Preprocessing(224, 232)
+    calibration = preprocessing.batch([photo(seed=seed) for seed in range(32)])
+    inputs = {"b1": preprocessing.batch([photo(seed=99)]), "b16": preprocessing.batch([photo(seed=100 + i) for i in range(16)])}
+    eager_model = build().to(memory_format=torch.channels_last)
+
+    def eager(x):
+        with torch.inference_mode():
+            return eager_model(x.contiguous(memory_format=torch.channels_last))
+
+    runners, build_s = {"torch eager": eager}, {}
+    runners["onnxruntime fp32"], build_s["onnxruntime fp32 (export)"] = timed(lambda: onnxruntime_runner("race", 224, build))
+    runners["openvino fp32"], build_s["openvino fp32 (convert)"] = timed(lambda: openvino_runner("race", 224, build))
+    runners["openvino int8"], build_s["openvino int8 (quantize)"] = timed(
+        lambda: openvino_runner("race", 224, build, calibration.numpy()))
+    _, build_s["openvino int8 (load, cache filled)"] = timed(lambda: openvino_runner("race", 224, build, calibration.numpy()))
+    if is_installed("torchao"):
+        runners["pt2e int8"], build_s["pt2e int8 (quantize)"] = timed(lambda: pt2e_int8(build(), calibration))
+        for batch, x in inputs.items():  # inductor compiles at the first call of each batch size
+            _, build_s[f"pt2e int8 (compile {batch})"] = timed(lambda x=x: runners["pt2e int8"](x))
+    reference = eager(inputs["b16"])
+    difference = {name: float((run(inputs["b16"]) - reference).abs().max()) for name, run in runners.items()}
+    contenders = {f"{name} {batch}": (lambda run=run, x=x: run(x)) for batch, x in inputs.items() for name, run in runners.items()}
+    median = race(contenders, args.repeats)
+    speedup = {name: median[f"torch eager {name.rsplit(' ', 1)[1]}"] / seconds for name, seconds in median.items()}
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+              "torch": torch.__version__, "engines": engine_versions(), "build_s": build_s,
+              "max_logit_difference_to_torch_b16": difference, "median_s": median, "speedup_vs_torch_eager": speedup}
+    print(f"{report['machine']}, torch {report['torch']}, {report['engines']}")
+    for name, seconds in build_s.items():
+        print(f"  build {name:42s} {seconds:6.1f} s")
+    for name, value in difference.items():
+        print(f"  max |logit - torch's| {name:20s} {value:.1e}")
+    for name, seconds in median.items():
+        print(f"  {name:22s} {1000 * seconds:8.1f} ms  {speedup[name]:5.2f}x torch eager")
+    write_report(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

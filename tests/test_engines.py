@@ -1,0 +1,177 @@
+"""The CPU engines (ONNX Runtime, OpenVINO fp32 and int8), their on-disk cache, and their agreement with torch."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import INFER, cache_random_weights, new_task, small_checkpoint, textured_image
+from resnext_core import engine_cache
+from resnext_core.engine_cache import RECORD, EngineCache, file_sha256
+from resnext_core.errors import ConfigError
+from resnext_core.inference import fold_batch_norms, load_classifier
+from resnext_core.models import build_model
+from resnext_core.onnx_engine import ONNX, onnx_facts, onnxruntime_runner
+from resnext_core.openvino_engine import BIN, XML, openvino_facts, openvino_runner
+from resnext_core.runtime import CPU_ENGINES
+
+IMAGES = [textured_image(90 + 11 * i, 140 - 9 * i, seed=i) for i in range(5)]
+
+
+def _probabilities(engine, **source):
+    classifier = load_classifier(device="cpu", engine=engine, **source)
+    return classifier.engine, classifier.predict(IMAGES[:1]), classifier.predict(IMAGES)
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "imagenet"])
+def test_cpu_engines_agree_with_torch_and_auto_picks_openvino(tmp_path, source):
+    if source == "checkpoint":
+        small_checkpoint(tmp_path / "m.pth")
+        spec = {"weight_file": str(tmp_path / "m.pth")}
+    else:
+        cache_random_weights("resnext50")
+        spec = {"model_name": "resnext50", "input_size": 64}
+    _, torch_single, torch_batch = _probabilities("torch", **spec)
+    assert _probabilities("auto", **spec)[0] == CPU_ENGINES[0] == "openvino"
+    for engine in CPU_ENGINES:
+        used, single, batch = _probabilities(engine, **spec)
+        assert used == engine
+        assert batch.shape == torch_batch.shape and single.shape[0] == 1  # dynamic batch: 1 and 5 in one graph
+        assert (batch - torch_batch).abs().max() < 1e-4 and (single - torch_single).abs().max() < 1e-4, engine
+        assert torch.equal(batch.argmax(1), torch_batch.argmax(1))
+    assert (batch.max(1).values - batch.min(1).values).min() > 1e-3, "outputs must depend on the input to compare"
+
+
+class CountingBuild:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        torch.manual_seed(0)
+        return fold_batch_norms(build_model("resnext50", num_classes=4).eval())
+
+
+def _logits(runner):
+    return runner(torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+
+
+def test_cache_entry_is_built_once_and_reused_by_a_new_process(tmp_path):
+    build = CountingBuild()
+    first = onnxruntime_runner("w:1", 32, build, EngineCache(str(tmp_path)))
+    again = onnxruntime_runner("w:1", 32, build, EngineCache(str(tmp_path)))  # a fresh cache object: nothing in memory
+    assert build.calls == 1
+    assert torch.equal(_logits(first), _logits(again))
+    onnxruntime_runner("w:1", 48, build, EngineCache(str(tmp_path)))  # another input size is another graph
+    onnxruntime_runner("w:2", 32, build, EngineCache(str(tmp_path)))  # other weights too
+    assert build.calls == 3 and len(os.listdir(tmp_path)) == 6
+    openvino_runner("w:1", 32, build, cache=EngineCache(str(tmp_path)))  # converted from the ONNX entry
+    assert build.calls == 3 and len(os.listdir(tmp_path)) == 9
+
+
+def _damage(paths, damage, file_suffix):
+    path, record_path = paths[file_suffix], paths[RECORD]
+    data = bytearray(open(path, "rb").read())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0xFF  # inside the weights: the engine would load it and answer wrongly
+        open(path, "wb").write(bytes(data))
+    elif damage == "truncated":
+        open(path, "wb").write(bytes(data[: len(data) // 3]))
+    elif damage == "record garbage":
+        open(record_path, "w").write("{not json")
+    elif damage == "record missing":
+        os.remove(record_path)
+    else:  # a matching hash: only the engine can tell
+        open(path, "wb").write(b"not a model")
+        record = json.load(open(record_path))
+        record["sha256"][file_suffix] = file_sha256(path)
+        open(record_path, "w").write(json.dumps(record))
+
+
+DAMAGES = ["flipped byte", "truncated", "record garbage", "record missing", "valid hash, not a model"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_corrupt_onnx_entry_is_rebuilt_never_trusted(tmp_path, damage):
+    build = CountingBuild()
+    cache = EngineCache(str(tmp_path))
+    expected = _logits(onnxruntime_runner("w:1", 32, build, cache))
+    _damage(cache.paths(onnx_facts("w:1", 32), (ONNX,)), damage, ONNX)
+    rebuilt = onnxruntime_runner("w:1", 32, build, EngineCache(str(tmp_path)))
+    assert build.calls == 2
+    assert torch.allclose(_logits(rebuilt), expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def onnx_entry(tmp_path_factory):
+    """A cache folder holding the ONNX entry of CountingBuild's model at 32 px: exported once for the module."""
+    folder = tmp_path_factory.mktemp("onnx-entry")
+    onnxruntime_runner("w:1", 32, CountingBuild(), EngineCache(str(folder)))
+    return folder
+
+
+@pytest.mark.parametrize("damage,file_suffix", [(d, BIN) for d in DAMAGES] + [("truncated", XML), ("valid hash, not a model", XML)])
+def test_corrupt_openvino_entry_is_rebuilt_never_trusted(tmp_path, onnx_entry, damage, file_suffix):
+    shutil.copytree(onnx_entry, tmp_path, dirs_exist_ok=True)
+    build = CountingBuild()
+    cache = EngineCache(str(tmp_path))
+    expected = _logits(openvino_runner("w:1", 32, build, cache=cache))
+    paths = cache.paths(openvino_facts("w:1", 32, None), (XML, BIN))
+    _damage(paths, damage, file_suffix)
+    rebuilt = openvino_runner("w:1", 32, build, cache=EngineCache(str(tmp_path)))
+    assert build.calls == 0  # converted (twice) from the intact ONNX entry, never exported again
+    record = json.load(open(paths[RECORD]))
+    assert record["sha256"] == {XML: file_sha256(paths[XML]), BIN: file_sha256(paths[BIN])}
+    assert torch.allclose(_logits(rebuilt), expected, atol=1e-5)
+
+
+def test_cache_keeps_the_most_recently_used_entries(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_cache, "CACHE_ENTRIES", 2)
+    build, cache = CountingBuild(), EngineCache(str(tmp_path))
+    for name in ("w:a", "w:b"):
+        onnxruntime_runner(name, 32, build, EngineCache(str(tmp_path)))
+    os.utime(cache.paths(onnx_facts("w:b", 32), (ONNX,))[RECORD], (1, 1))  # b: long unused
+    onnxruntime_runner("w:a", 32, build, EngineCache(str(tmp_path)))  # a: used now
+    onnxruntime_runner("w:c", 32, build, EngineCache(str(tmp_path)))  # c: new, b goes
+    kept = sorted(json.load(open(os.path.join(tmp_path, n)))["weights"] for n in os.listdir(tmp_path) if n.endswith(RECORD))
+    assert kept == ["w:a", "w:c"] and len(os.listdir(tmp_path)) == 4 and build.calls == 3
+
+
+def test_engine_errors_name_the_parameter_and_choices(tmp_path):
+    with pytest.raises(ConfigError, match="engine must be one of auto, torch, onnxruntime, openvino, got 'tensorrt'"):
+        load_classifier(engine="tensorrt", device="cpu")
+    for engine in CPU_ENGINES:
+        with pytest.raises(ConfigError, match=f"engine '{engine}' runs fp32 on the CPU.*bf16"):
+            load_classifier(engine=engine, device="cpu", precision="bf16")
+    with pytest.raises(ConfigError, match="precision 'int8' runs on engine openvino.*'torch'"):
+        load_classifier(engine="torch", device="cpu", precision="int8")
+
+
+def test_int8_needs_calibration_images_or_a_runs_sample(tmp_path):
+    cache_random_weights("resnext50")
+    with pytest.raises(ConfigError, match="precision 'int8' needs calibration_folder.*calibration_sample.npy"):
+        load_classifier("resnext50", device="cpu", precision="int8")  # ImageNet weights: no run, no sample
+    small_checkpoint(tmp_path / "copied.pth")  # a checkpoint outside its run folder
+    with pytest.raises(ConfigError, match=f"needs calibration_folder.*none lies beside {tmp_path / 'copied.pth'}"):
+        load_classifier(weight_file=str(tmp_path / "copied.pth"), device="cpu", precision="int8")
+    np.save(tmp_path / "calibration_sample.npy", np.zeros((2, 64, 64), np.float32))
+    with pytest.raises(ConfigError, match="calibration sample .* is not N x 3 x S x S.*calibration_folder"):
+        load_classifier(weight_file=str(tmp_path / "copied.pth"), device="cpu", precision="int8")
+
+
+def test_plugin_runs_openvino_by_default_and_torch_on_request(tmp_path):
+    import sys
+
+    small_checkpoint(tmp_path / "m.pth")
+    confidences = {}
+    for engine in ("auto", "torch"):
+        _, task = new_task(INFER, {"model_weight_file": str(tmp_path / "m.pth"), "engine": engine})
+        task.get_input(0).set_image(IMAGES[0])
+        task.run()
+        inference = sys.modules["infer_torchvision_resnext.resnext_core.inference"]
+        assert list(inference.MODEL_CACHE._entries.values())[-1].runner.engine == {"auto": "openvino"}.get(engine, engine)
+        confidences[engine] = dict((n, float(c)) for n, c in task.get_whole_image_results())
+    assert confidences["auto"].keys() == confidences["torch"].keys()
+    assert max(abs(confidences["auto"][n] - confidences["torch"][n]) for n in confidences["auto"]) < 1e-4
