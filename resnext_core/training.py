@@ -370,7 +370,8 @@ class Trainer:
             self.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
         recorder = RunRecorder(self.run_folder, self.class_names, self.log) if world.is_main else NoRecords()
         recorder.write_dataset_files(self.split.skipped, self.train_counts, self.val_counts)
-        recorder.write_calibration_sample(self.preprocessing.batch(self._calibration_images()))
+        if world.is_main:  # the others would read the images for NoRecords to drop
+            recorder.write_calibration_sample(self.preprocessing.batch(self._calibration_images()))
         with recorder:
             stopped = self._run_epochs(setup, keeper, recorder)
         if keeper.state.best is not None and config.export_onnx and not stopped and world.is_main:
