@@ -175,10 +175,13 @@ def test_two_machines_from_the_command_line(tmp_path, digits):
     port = str(_free_port())
     common = _flags({**SMALL, "dataset_folder": data, "output_folder": str(tmp_path / "out"), "run_name": "nodes",
                      "epochs": "1", "batch_size": "4", "export_pth": "True"})
-    other = _cli([*common, "--nnodes", "2", "--node-rank", "1", "--master-port", port])
+    # Both "nodes" share this machine's cores: each takes one thread, as each would take its own node's cores.
+    # Two OpenMP pools each sized for all the cores, spinning on the same cores, slow the step many times over.
+    one_thread = dict(os.environ, OMP_NUM_THREADS="1")
+    other = _cli([*common, "--nnodes", "2", "--node-rank", "1", "--master-port", port], env=one_thread)
     try:
         main = subprocess.run(CLI + [*common, "--nnodes", "2", "--node-rank", "0", "--master-port", port], cwd=ROOT,
-                              capture_output=True, text=True, timeout=600)
+                              capture_output=True, text=True, timeout=600, env=one_thread)
         other_out, other_err = other.communicate(timeout=120)
     finally:
         if other.poll() is None:
