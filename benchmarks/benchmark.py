@@ -1,12 +1,14 @@
 """Race our plugins against the public plugin's pipeline, side by side in one process.
 
   python benchmarks/benchmark.py [--models resnext50_32x4d] [--repeats 7] [--out benchmarks/results/NAME.json]
+                                 [--train-compile] [--training-only]
 
 Baseline (what the public plugin does per image): cv2.resize to a square -> ToTensor -> Normalize ->
 eager NCHW fp32 model, batch 1, under no_grad; one forward per region of interest; training with a
 plain eager fp32 SGD loop. Ours: the plugin through Workflow (torch fp32 path, ONNX Runtime, and the
 default path: engine auto, OpenVINO on the CPU), batched regions, the opt-in int8 precision (OpenVINO +
-NNCF), and the training recipe's step (channels_last, AMP/bf16 where the hardware has it). A new
+NNCF), and the training recipe's step (channels_last, AMP/bf16 where the hardware has it; with
+--train-compile also under torch.compile, channels_last and NCHW, its first step timed apart). A new
 process's first image is timed for torch and for the default engine with its cache empty, then filled.
 Each of our paths is raced against the baseline in turn, the two interleaved and repeated (the machines
 are noisy; two engines interleaved disturb each other); medians and ratios are printed and written as
@@ -138,7 +140,9 @@ def race(contenders: dict, repeats: int) -> dict:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def training_step_race(model_name: str, batch: int, size: int, repeats: int) -> dict:
+def training_step_race(model_name: str, batch: int, size: int, repeats: int, compiled: bool = False) -> tuple:
+    """Median seconds per training step of each contender, and the compiled contenders' first-step seconds
+    (torch.compile builds the forward and backward graphs on the first step)."""
     import torch
     from torch import nn
 
@@ -150,18 +154,19 @@ def training_step_race(model_name: str, batch: int, size: int, repeats: int) -> 
     images = torch.randn(batch, 3, size, size, device=device)
     labels = torch.randint(0, 10, (batch,), device=device)
 
-    def make(fast: bool):
+    def make(fast: bool, channels_last: bool = True, compile_model: bool = False):
         model = models.build_model(model_name, num_classes=10).to(device)
-        if fast:
+        if fast and channels_last:
             model = model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if compile_model else model
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         dtype = resolve_precision("auto", device) if fast else torch.float32
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        x = images.contiguous(memory_format=torch.channels_last) if fast else images
+        x = images.contiguous(memory_format=torch.channels_last) if fast and channels_last else images
 
         def step():
             with autocast(device, dtype):
-                loss = nn.functional.cross_entropy(model(x).float(), labels)
+                loss = nn.functional.cross_entropy(forward(x).float(), labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -171,7 +176,13 @@ def training_step_race(model_name: str, batch: int, size: int, repeats: int) -> 
 
         return step
 
-    return race({"baseline_train_step": make(False), "ours_train_step": make(True)}, repeats)
+    contenders = {"baseline_train_step": make(False), "ours_train_step": make(True)}
+    first_step_s = {}
+    if compiled:
+        for name, channels_last in (("compiled_train_step", True), ("compiled_nchw_train_step", False)):
+            contenders[name] = make(True, channels_last, compile_model=True)
+            first_step_s[f"{name}_first_step_s"] = timed(contenders[name])
+    return race(contenders, repeats), first_step_s
 
 
 def gpu_throughput(model_name: str, batches=(1, 256)) -> dict:
@@ -252,6 +263,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--no-int8", action="store_true", help="skip the opt-in int8 contender (10-20 s to build)")
+    parser.add_argument("--train-compile", action="store_true",
+                        help="also race the training step under torch.compile (about a minute to build on 2 cores)")
+    parser.add_argument("--training-only", action="store_true", help="race the training step alone")
     parser.add_argument("--torch-home", help="a TORCH_HOME holding real weights (default: random weights)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "latest.json"))
     args = parser.parse_args(argv)
@@ -277,10 +291,11 @@ def main(argv=None) -> int:
     for model_name in args.models:
         cache_weights(model_name)
         baseline = Baseline(model_name)
-        paths = {"torch_fp32": ours(model_name, "fp32", engine="torch"),
-                 "onnxruntime": ours(model_name, "fp32", engine="onnxruntime"), "default": ours(model_name)}
+        paths = {} if args.training_only else {
+            "torch_fp32": ours(model_name, "fp32", engine="torch"),
+            "onnxruntime": ours(model_name, "fp32", engine="onnxruntime"), "default": ours(model_name)}
         build = {}
-        if device.type == "cpu" and not args.no_int8:  # opt-in precision: its build time is reported apart
+        if device.type == "cpu" and not (args.no_int8 or args.training_only):  # opt-in precision: its build time is reported apart
             paths["int8"] = ours(model_name, "int8", calibration_folder(home))
             build["int8_first_image_s"] = timed(lambda: run_task(paths["int8"], image))
             build["int8_first_16_regions_s"] = timed(lambda: run_task(paths["int8"], image, boxes))
@@ -296,9 +311,14 @@ def main(argv=None) -> int:
                           f"baseline_16_regions_vs_{name}": regions["baseline"], f"ours_{name}_16_regions": regions["ours"]})
             ratios[f"{name}_path"] = whole["baseline"] / whole["ours"]
             ratios[f"{name}_16_regions"] = regions["baseline"] / regions["ours"]
-        times.update(training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2)))
-        ratios["training_step"] = times["baseline_train_step"] / times["ours_train_step"]
-        firsts = first_images(model_name)
+        train_times, first_steps = training_step_race(model_name, args.train_batch, 224, max(3, args.repeats // 2),
+                                                      compiled=args.train_compile)
+        times.update(train_times)
+        build.update(first_steps)
+        for name, seconds in train_times.items():
+            ratios[name.replace("_train_step", "_training_step").replace("ours_", "")] = times["baseline_train_step"] / seconds
+        del ratios["baseline_training_step"]
+        firsts = {} if args.training_only else first_images(model_name)
         report["results"][model_name] = {"median_s": times, "speedup_vs_baseline": ratios, **build, **firsts}
         if device.type == "cuda":
             report["results"][model_name]["gpu"] = gpu_throughput(model_name)
@@ -311,11 +331,11 @@ def main(argv=None) -> int:
             print(f"  {name:24s} {1000 * seconds:10.1f}")
         for name, ratio in ratios.items():
             print(f"  speed-up {name:17s} {ratio:6.2f}x")
-        for name in ("torch", "default_cold_cache", "default_warm_cache"):
+        for name in ("torch", "default_cold_cache", "default_warm_cache") if firsts else ():
             print(f"  new process, first image, {name:18s} {firsts[f'first_image_{name}_s']:6.2f} s, "
                   f"peak RSS {firsts[f'peak_rss_{name}_mib']:.0f} MiB")
         for name, seconds in build.items():
-            print(f"  {name} (export, quantize, compile) {seconds:.1f} s")
+            print(f"  {name} {seconds:.1f} s")
     write_report(report, args.out)
     return 0
 
