@@ -6,8 +6,9 @@ balanced sampling); AMP on CUDA, bf16 autocast on CPUs with native bf16; channel
 resumable at a batch; on several processes with DDP (distributed.py) when started by torchrun or launch.py.
 
 Layout, after torchvision's references/classification/train.py: train_one_epoch(), predict() and
-validation_metrics() do the computing; CheckpointKeeper (checkpointing.py) owns best.pth/last.pth and resume; RunRecorder
-(recording.py) writes the reports; Trainer.run() orchestrates them.
+validation_metrics() do the computing; TrainingData (training_data.py) reads the dataset and makes the loaders;
+CheckpointKeeper (checkpointing.py) owns best.pth/last.pth and resume; RunRecorder (recording.py) writes the
+reports; Trainer.run() orchestrates them.
 """
 from __future__ import annotations
 
@@ -22,22 +23,18 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
-from .balance import (balanced_class_weights, image_sampling_weights, images_per_class, imbalance_warnings,
-                      smallest_classes_line)
+from .balance import balanced_class_weights
 from .calibration import calibration_metrics
 from .checkpointing import CheckpointKeeper, CheckpointMetadata
-from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
 from .distributed import SINGLE, World
 from .errors import ConfigError
 from .metrics import classification_metrics, worst_predictions
 from .models import build_model, load_pretrained_state_dict, resolve_weights
-from .preprocess import Preprocessing
-from .quantize import evenly_spread
 from .recording import RunRecorder
 from .runtime import autocast, disable_openmp_dynamic_threads, resolve_device, resolve_precision
 from .train_config import OPTIMIZERS, TRAIN_MODES, TrainConfig  # noqa: F401 (re-exported)
+from .training_data import TrainingData
 
-ONNX_SAMPLE_IMAGES = 4
 WORST_SHOWN = 12  # validation images in the worst-predictions gallery
 
 
@@ -127,12 +124,6 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 
 
 # --- set-up -----------------------------------------------------------------------------------
-def training_preprocessing(config: TrainConfig) -> Preprocessing:
-    if config.pretrained:
-        return Preprocessing.from_weights(resolve_weights(config.model_name, config.weights), config.input_size)
-    return Preprocessing().at_size(config.input_size)
-
-
 def build_classifier(config: TrainConfig, num_classes: int, device: torch.device, world: World = SINGLE) -> nn.Module:
     model = build_model(config.model_name, zero_init_residual=not config.pretrained)
     if config.sync_batchnorm and world.distributed:  # same parameters and state_dict keys as BatchNorm2d
@@ -179,13 +170,6 @@ def loss_class_weights(config: TrainConfig, train_labels: list, num_classes: int
     if config.class_balance != "weighted_loss":
         return None
     return torch.tensor(balanced_class_weights(train_labels, num_classes), dtype=torch.float32, device=device)
-
-
-def sampling_weights(config: TrainConfig, train_labels: list, num_classes: int):
-    """Per-image weights for class_balance balanced_sampling, else None (each image once an epoch)."""
-    if config.class_balance != "balanced_sampling":
-        return None
-    return image_sampling_weights(train_labels, num_classes)
 
 
 # --- computing --------------------------------------------------------------------------------
@@ -309,44 +293,8 @@ class Trainer:
         self.progress_bar = progress_bar
         self.device = distributed.start(world, resolve_device(config.device), config.gpus)
         self.amp_dtype = resolve_precision("auto", self.device) if config.amp else torch.float32
-        self.split = discover(config.dataset_folder, config.val_split, config.seed)
-        for warning in self.split.warnings:
-            self.log(f"warning: {warning}")
-        if self.split.skipped:
-            self.log(f"skipped {len(self.split.skipped)} unreadable file(s), e.g. {self.split.skipped[0][0]}: {self.split.skipped[0][1]}")
-        self.class_names = self.split.class_names
-        self.train_labels = [label for _, label in self.split.train]
-        self.train_counts = images_per_class(self.split.train, len(self.class_names))
-        self.val_counts = images_per_class(self.split.val, len(self.class_names))
-        self._report_class_sizes()
-        self.image_weights = sampling_weights(config, self.train_labels, len(self.class_names))
-        self.preprocessing = training_preprocessing(config)
-        self.batch_size = self._batch_size()
+        self.data = TrainingData(config, self.device, world, log)
         self.run_folder = None  # set by run()
-
-    def _report_class_sizes(self) -> None:
-        """Log the smallest classes, and warn where the training set is small or imbalanced."""
-        self.log(smallest_classes_line(self.class_names, self.train_counts))
-        balancing = self.config.class_balance != "none"
-        for warning in imbalance_warnings(self.class_names, self.train_counts, balancing):
-            self.log(f"warning: {warning}")
-
-    def _batch_size(self) -> int:
-        distributed.check_batch_size(self.config.batch_size, self.world.size)
-        if self.config.batch_size > len(self.split.train):
-            usable = len(self.split.train) // self.world.size * self.world.size  # equal shards
-            self.log(f"warning: batch_size {self.config.batch_size} > {len(self.split.train)} training images: using {usable}")
-            return usable
-        return self.config.batch_size
-
-    def _epoch_batches(self, epoch: int, start_batch: int = 0) -> EpochBatches:
-        """This rank's shard of each batch of `epoch`, from `start_batch` on."""
-        return EpochBatches(len(self.split.train), self.batch_size, self.config.seed, epoch, start_batch,
-                            self.image_weights, self.world.rank, self.world.size)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self._epoch_batches(0))
 
     def run(self) -> TrainResult:
         config = self.config
@@ -357,57 +305,55 @@ class Trainer:
         self.on_start(self.run_folder)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
-        setup = build_setup(config, len(self.class_names), self.device, self.amp_dtype, self.steps_per_epoch,
-                            self.train_labels, world)
+        data = self.data
+        setup = build_setup(config, len(data.class_names), self.device, self.amp_dtype, data.steps_per_epoch,
+                            data.train_labels, world)
         if world.rank:  # other random crops than rank 0's; the weights are rank 0's (DDP broadcasts them)
             torch.manual_seed(config.seed + world.rank)
-        metadata = CheckpointMetadata(config.model_name, self.class_names, self.preprocessing,
+        metadata = CheckpointMetadata(config.model_name, data.class_names, data.preprocessing,
                                       {k: str(v) for k, v in asdict(config).items()})
         keeper = CheckpointKeeper(self.run_folder, setup.model, setup.optimizer, setup.scheduler, setup.scaler,
                                   metadata, keep_best=config.export_pth or config.export_onnx, writes=world.is_main)
         if config.resume:
             keeper.resume(config.resume)
             self.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
-        recorder = RunRecorder(self.run_folder, self.class_names, self.log) if world.is_main else NoRecords()
-        recorder.write_dataset_files(self.split.skipped, self.train_counts, self.val_counts)
+        recorder = RunRecorder(self.run_folder, data.class_names, self.log) if world.is_main else NoRecords()
+        recorder.write_dataset_files(data.split.skipped, data.train_counts, data.val_counts)
         if world.is_main:  # the others would read the images for NoRecords to drop
-            recorder.write_calibration_sample(self.preprocessing.batch(self._calibration_images()))
+            recorder.write_calibration_sample(data.preprocessing.batch(data.calibration_images()))
         with recorder:
             stopped = self._run_epochs(setup, keeper, recorder)
         if keeper.state.best is not None and config.export_onnx and not stopped and world.is_main:
-            recorder.export_onnx(torch.stack([self.preprocessing(image) for image in self._onnx_sample_images()]))
+            recorder.export_onnx(torch.stack([data.preprocessing(image) for image in data.onnx_sample_images()]))
         recorder.plot_curves(keeper.state.history)
         state = keeper.state
-        return TrainResult(self.run_folder, state.epochs_done, stopped, state.best or {}, state.history, len(self.split.skipped))
+        return TrainResult(self.run_folder, state.epochs_done, stopped, state.best or {}, state.history, len(data.split.skipped))
 
     def _run_epochs(self, setup: TrainingSetup, keeper: CheckpointKeeper, recorder: RunRecorder) -> bool:
         """Train and validate from the keeper's state on; True when should_stop() stopped the run."""
         config = self.config
-        train_set = ImageDataset(self.split.train, TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip))
-        val_items = distributed.val_shard(self.split.val, self.world)
-        val_loader = self._loader(ImageDataset(val_items, self.preprocessing), batch_size=max(self.batch_size, 32))
-        remaining = RemainingTime(config.epochs, self.steps_per_epoch)
+        val_loader = self.data.val_loader()
+        remaining = RemainingTime(config.epochs, self.data.steps_per_epoch)
         training_model = distributed.wrap_model(setup.model, self.device, self.world)
         for epoch in range(keeper.state.epoch, config.epochs):
-            stats = self._train_epoch(setup, training_model, train_set, epoch, keeper.state.start_batch(epoch), remaining)
+            stats = self._train_epoch(setup, training_model, epoch, keeper.state.start_batch(epoch), remaining)
             if stats.stopped:
                 last = keeper.save_interrupted(epoch, stats.batch)
                 self.log(f"stopped during epoch {epoch + 1}: resumable checkpoint {last}")
                 return True
             validation = self._validate(setup, val_loader)
-            metrics = {"epoch": epoch + 1, **stats.as_metrics(), **validation, "skipped_files": len(self.split.skipped)}
+            metrics = {"epoch": epoch + 1, **stats.as_metrics(), **validation, "skipped_files": len(self.data.split.skipped)}
             self._end_epoch(metrics, keeper, recorder)
             if config.patience and keeper.state.stale >= config.patience:
                 self.log(f"early stop: no improvement for {config.patience} epoch(s)")
                 break
         return False
 
-    def _train_epoch(self, setup: TrainingSetup, model, train_set, epoch: int, start_batch: int,
+    def _train_epoch(self, setup: TrainingSetup, model, epoch: int, start_batch: int,
                      remaining: RemainingTime) -> EpochStats:
         """`model` is setup.model or its DDP wrapper."""
-        sampler = self._epoch_batches(epoch, start_batch)
         description = f"epoch {epoch + 1}/{self.config.epochs}"
-        with tqdm(self._loader(train_set, batch_sampler=sampler), desc=description, total=self.steps_per_epoch,
+        with tqdm(self.data.train_loader(epoch, start_batch), desc=description, total=self.data.steps_per_epoch,
                   initial=start_batch, leave=False, disable=not self.progress_bar) as batches:
 
             def after_batch(batch: int, loss: float) -> None:
@@ -423,31 +369,18 @@ class Trainer:
 
     def _validate(self, setup: TrainingSetup, val_loader) -> dict:
         """validation_metrics() of the whole validation set, each rank having predicted its share."""
-        logits, labels = predict(setup.model, val_loader, self.device, self.amp_dtype, len(self.class_names))
+        logits, labels = predict(setup.model, val_loader, self.device, self.amp_dtype, len(self.data.class_names))
         logits, labels = distributed.gather_val_shards(logits, labels, self.world)
-        return validation_metrics(logits, labels, setup.val_criterion, self.class_names)
+        return validation_metrics(logits, labels, setup.val_criterion, self.data.class_names)
 
     def _end_epoch(self, metrics: dict, keeper: CheckpointKeeper, recorder: RunRecorder) -> None:
         is_best = keeper.end_epoch(metrics)
         if is_best:
             recorder.write_best_report(metrics)
         recorder.write_epoch(metrics, keeper.state.history)
-        recorder.draw_epoch_pictures(metrics, keeper.state.history, self.split.val)
+        recorder.draw_epoch_pictures(metrics, keeper.state.history, self.data.split.val)
         self.log(_epoch_line(metrics, self.config.epochs))
         self.on_epoch(EpochResult(metrics["epoch"], metrics, is_best))
-
-    def _loader(self, dataset, **batching):
-        """batching: batch_sampler=... (training) or batch_size=... (validation, in order)."""
-        return torch.utils.data.DataLoader(
-            dataset, num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda", **batching
-        )
-
-    def _calibration_images(self) -> list:
-        """Validation images spread over the classes (the list is in class order)."""
-        return [read_image(path) for path, _ in evenly_spread(self.split.val)]
-
-    def _onnx_sample_images(self) -> list:
-        return [read_image(path) for path, _ in self.split.val[:ONNX_SAMPLE_IMAGES]]
 
 
 class NoRecords:

@@ -187,7 +187,7 @@ def test_balancing_raises_the_rare_class_recall_on_heldout_digits(tmp_path, digi
                              optimizer="adamw", learning_rate=0.002, weight_decay=0.05, min_crop_scale=0.6,
                              hflip=False, val_split=0.1, seed=0, export_pth=False, class_balance=setting)
         trainer = Trainer(config, log=lambda line: None)
-        rare_images = trainer.train_counts[rare]
+        rare_images = trainer.data.train_counts[rare]
         predicted = _predicted_labels(os.path.join(trainer.run().run_folder, "last.pth"), images)
         recalls[setting] = np.array([(predicted[truth == label] == label).mean() for label in range(len(CHOSEN))])
         accuracy[setting] = (predicted == truth).mean()

@@ -41,8 +41,10 @@ def test_construction_writes_nothing_and_a_run_writes_every_file(tmp_path, data)
                       on_start=lambda folder: events.append(("start", folder, os.listdir(folder))),
                       on_batch=lambda progress: events.append("batch"))
     assert _files_under(tmp_path) == before and trainer.run_folder is None
-    assert trainer.class_names == ["0", "1", "7"] and trainer.batch_size == 8 and trainer.steps_per_epoch == 3
-    assert len(trainer.split.train) == 18 and trainer.preprocessing.crop_size == 32
+    training_data = trainer.data
+    assert training_data.class_names == ["0", "1", "7"] and training_data.batch_size == 8
+    assert training_data.steps_per_epoch == 3 and len(training_data.split.train) == 18
+    assert training_data.preprocessing.crop_size == 32
     result = trainer.run()
     assert result.run_folder == trainer.run_folder and os.path.dirname(result.run_folder) == str(tmp_path / "out")
     starts = [event for event in events if isinstance(event, tuple)]
@@ -68,7 +70,7 @@ def test_on_batch_reports_every_batch_with_the_time_left(tmp_path, data, capsys)
     reports = []
     trainer = Trainer(_config(tmp_path, data, epochs=2), on_batch=reports.append, log=lambda line: None, progress_bar=True)
     trainer.run()
-    batches = trainer.steps_per_epoch
+    batches = trainer.data.steps_per_epoch
     assert all(isinstance(report, BatchProgress) for report in reports)
     assert [(r.epoch, r.batch) for r in reports] == [(e, b) for e in (1, 2) for b in range(1, batches + 1)]
     assert {(r.epochs, r.batches) for r in reports} == {(2, batches)}
