@@ -51,6 +51,8 @@ class TrainingData:
         self.image_weights = sampling_weights(config, self.train_labels, len(self.class_names))
         self.preprocessing = training_preprocessing(config)
         self.batch_size = self._batch_size(log)
+        augment = TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip)
+        self._train_set = ImageDataset(self.split.train, augment)  # one for the run; each epoch only resamples
 
     def _batch_size(self, log) -> int:
         distributed.check_batch_size(self.config.batch_size, self.world.size)
@@ -71,8 +73,7 @@ class TrainingData:
 
     def train_loader(self, epoch: int, start_batch: int):
         """This rank's augmented batches of `epoch`, from `start_batch` on."""
-        transform = TrainTransform(self.preprocessing, self.config.min_crop_scale, self.config.hflip)
-        return self._loader(ImageDataset(self.split.train, transform), batch_sampler=self.epoch_batches(epoch, start_batch))
+        return self._loader(self._train_set, batch_sampler=self.epoch_batches(epoch, start_batch))
 
     def val_loader(self):
         """This rank's share of the validation set, in order, preprocessed as inference preprocesses."""
