@@ -215,3 +215,21 @@ class EpochBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class RunBatches(torch.utils.data.Sampler):
+    """The batch sampler of a whole run: the EpochBatches of the epoch set last, so that one DataLoader,
+    and its persistent worker processes, serves every epoch instead of starting new workers each time."""
+
+    def __init__(self, epoch_batches):
+        self.epoch_batches = epoch_batches  # (epoch, start_batch) -> EpochBatches
+        self.current = epoch_batches(0, 0)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.current = self.epoch_batches(epoch, start_batch)
+
+    def __iter__(self):
+        return iter(self.current)
+
+    def __len__(self) -> int:
+        return len(self.current)

@@ -125,13 +125,19 @@ def start(world: World, device: torch.device, gpus: str = "") -> torch.device:
         device = torch.device("cuda", chosen_gpus(gpus)[world.local_rank])
         torch.cuda.set_device(device)
     elif "OMP_NUM_THREADS" not in os.environ:  # the machine's cores shared out, not each process taking all
-        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
+        torch.set_num_threads(cores_per_process(world))
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT,
                                 device_id=device if device.type == "cuda" else None)
     return device
+
+
+def cores_per_process(world: World) -> int:
+    """The cores this process may use (its CPU affinity: a Slurm or container limit), shared out between
+    the training processes of this machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world.size)))
 
 
 def finish(world: World) -> None:

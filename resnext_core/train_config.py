@@ -9,12 +9,13 @@ from .models import DEFAULT_MODEL, MODEL_NAMES, NO_WEIGHTS, offered_weights, res
 from .preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from .distributed import ALL_PROCESSES, parse_gpus, parse_processes
 from .runtime import device_option
-from .schema import ADVANCED, FILE, FOLDER, TEXT, option
+from .schema import ADVANCED, FILE, FOLDER, SIZE, TEXT, option
 
 TRAIN_MODES = ("fine_tune", "feature_extract", "scratch")
 OPTIMIZERS = ("sgd", "adamw")
 CLASS_BALANCES = ("none", "weighted_loss", "balanced_sampling")
 NO_WEIGHTS_CHOICE = "none"
+MAX_AUTO_WORKERS = 8  # num_workers auto's cap on CUDA (training_data.loader_workers)
 
 
 def weight_choices(values: dict) -> list:
@@ -70,7 +71,11 @@ class TrainConfig:
         0.2, "Validation split", "Share of each class held out for validation when the folder has no val/.",
         low=0.0, high=0.9, decimals=2, group=ADVANCED)
     seed: int = option(0, "Seed", "Seed of the split, the batch order and the initial weights.", low=0, high=2**31 - 1, group=ADVANCED)
-    num_workers: int = option(0, "Data workers", "Processes decoding images (0 = in the training process).", low=0, high=64, group=ADVANCED)
+    num_workers: int | None = option(
+        None, "Data workers", "Processes decoding images, kept for the whole run (0 = in the training process); "
+        "auto: 0 on the CPU, where the training step needs every core; "
+        f"on CUDA, the cores per process less one, up to {MAX_AUTO_WORKERS}.",
+        kind=SIZE, low=0, high=64, group=ADVANCED)
     amp: bool = option(True, "Mixed precision", "bf16/fp16 autocast where the hardware runs it natively.", group=ADVANCED)
     gpus: str = option(
         "", "GPUs", "CUDA indices the processes use, separated by commas (empty: every visible GPU).",

@@ -12,6 +12,7 @@ reports; Trainer.run() orchestrates them.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -321,7 +322,7 @@ class Trainer:
         recorder.write_dataset_files(data.split.skipped, data.train_counts, data.val_counts)
         if world.is_main:  # the others would read the images for NoRecords to drop
             recorder.write_calibration_sample(data.preprocessing.batch(data.calibration_images()))
-        with recorder:
+        with recorder, contextlib.closing(data):
             stopped = self._run_epochs(setup, keeper, recorder)
         if keeper.state.best is not None and config.export_onnx and not stopped and world.is_main:
             recorder.export_onnx(torch.stack([data.preprocessing(image) for image in data.onnx_sample_images()]))

@@ -7,12 +7,12 @@ import torch
 
 from . import distributed
 from .balance import image_sampling_weights, images_per_class, imbalance_warnings, smallest_classes_line
-from .data import EpochBatches, ImageDataset, TrainTransform, discover, read_image
+from .data import EpochBatches, ImageDataset, RunBatches, TrainTransform, discover, read_image
 from .distributed import SINGLE, World
 from .models import resolve_weights
 from .preprocess import Preprocessing
 from .quantize import evenly_spread
-from .train_config import TrainConfig
+from .train_config import MAX_AUTO_WORKERS, TrainConfig
 
 ONNX_SAMPLE_IMAGES = 4
 
@@ -21,6 +21,17 @@ def training_preprocessing(config: TrainConfig) -> Preprocessing:
     if config.pretrained:
         return Preprocessing.from_weights(resolve_weights(config.model_name, config.weights), config.input_size)
     return Preprocessing().at_size(config.input_size)
+
+
+def loader_workers(requested: int | None, device: torch.device, world: World = SINGLE) -> int:
+    """num_workers, or auto's choice: none on the CPU, where decoding in other processes takes cores from the
+    training step (README: measured slower); on CUDA, this process's share of the cores less one for itself,
+    up to MAX_AUTO_WORKERS, so that decoding keeps pace with the GPU."""
+    if requested is not None:
+        return requested
+    if device.type != "cuda":
+        return 0
+    return min(MAX_AUTO_WORKERS, max(1, distributed.cores_per_process(world) - 1))
 
 
 def sampling_weights(config: TrainConfig, train_labels: list, num_classes: int):
@@ -51,8 +62,11 @@ class TrainingData:
         self.image_weights = sampling_weights(config, self.train_labels, len(self.class_names))
         self.preprocessing = training_preprocessing(config)
         self.batch_size = self._batch_size(log)
+        self.num_workers = loader_workers(config.num_workers, device, world)
         augment = TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip)
         self._train_set = ImageDataset(self.split.train, augment)  # one for the run; each epoch only resamples
+        self._run_batches = RunBatches(self.epoch_batches)
+        self._train_loader = self._val_loader = None  # made at first use, kept until close()
 
     def _batch_size(self, log) -> int:
         distributed.check_batch_size(self.config.batch_size, self.world.size)
@@ -73,17 +87,25 @@ class TrainingData:
 
     def train_loader(self, epoch: int, start_batch: int):
         """This rank's augmented batches of `epoch`, from `start_batch` on."""
-        return self._loader(self._train_set, batch_sampler=self.epoch_batches(epoch, start_batch))
+        self._run_batches.set_epoch(epoch, start_batch)
+        if self._train_loader is None:  # one loader for the run: its workers start once
+            self._train_loader = self._loader(self._train_set, batch_sampler=self._run_batches)
+        return self._train_loader
 
     def val_loader(self):
         """This rank's share of the validation set, in order, preprocessed as inference preprocesses."""
-        items = distributed.val_shard(self.split.val, self.world)
-        return self._loader(ImageDataset(items, self.preprocessing), batch_size=max(self.batch_size, 32))
+        if self._val_loader is None:
+            items = distributed.val_shard(self.split.val, self.world)
+            self._val_loader = self._loader(ImageDataset(items, self.preprocessing), batch_size=max(self.batch_size, 32))
+        return self._val_loader
+
+    def close(self) -> None:
+        """Ends the loaders' worker processes, which would otherwise live as long as this object."""
+        self._train_loader = self._val_loader = None
 
     def _loader(self, dataset, **batching):
-        return torch.utils.data.DataLoader(
-            dataset, num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda", **batching
-        )
+        return torch.utils.data.DataLoader(dataset, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                                           pin_memory=self.device.type == "cuda", **batching)
 
     def calibration_images(self) -> list:
         """Validation images spread over the classes (the list is in class order)."""

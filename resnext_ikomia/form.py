@@ -23,7 +23,11 @@ from PyQt6.QtWidgets import (
 from ..resnext_core.errors import ConfigError
 from ..resnext_core.schema import ADVANCED, BOOL, CHOICE, FILE, FLOAT, FOLDER, INT, SIZE
 
-AUTO = 0  # the spin box value shown as "auto" for SIZE parameters
+
+
+def _auto_value(option) -> int:
+    """The spin box value shown as "auto" for a SIZE parameter: one below its smallest number."""
+    return int(option.low) - 1
 
 
 class PathEdit(QWidget):
@@ -59,7 +63,7 @@ def _number_or_default(text: str, option):
         value = option.parse(text)
     except ConfigError:
         value = option.default
-    return AUTO if value is None else value
+    return _auto_value(option) if value is None else value
 
 
 def _select(combo: QComboBox, text: str) -> None:
@@ -132,7 +136,7 @@ class ParameterForm(QWidget):
             return box
         if option.kind in (INT, SIZE):
             spin = QSpinBox()
-            spin.setRange(AUTO if option.kind == SIZE else int(option.low), int(option.high))
+            spin.setRange(_auto_value(option) if option.kind == SIZE else int(option.low), int(option.high))
             if option.kind == SIZE:
                 spin.setSpecialValueText("auto")
             spin.setValue(int(_number_or_default(text, option)))
@@ -178,7 +182,7 @@ class ParameterForm(QWidget):
         if option.kind == BOOL:
             return str(control.isChecked())
         if option.kind == SIZE:
-            return "auto" if control.value() == AUTO else str(control.value())
+            return "auto" if control.value() == _auto_value(option) else str(control.value())
         if option.kind == INT:
             return str(control.value())
         if option.kind == FLOAT:

@@ -274,6 +274,38 @@ def test_data_workers_train_and_shut_down_when_stopped(tmp_path, digits):
     assert _children() == before, "data-loading workers are gone once training returns"
 
 
+def test_data_workers_start_once_and_serve_each_epoch_its_own_order(tmp_path, digits):
+    """persistent workers: one loader for the run; each epoch (and a resumed one) still gets its seeded order."""
+    data = tiny_dataset(tmp_path / "data", digits_folder=digits)
+    training = Trainer(_config(tmp_path, data, num_workers=2)).data
+    before = set(_children())
+    workers = []
+    for epoch in (0, 1):
+        labels = [batch_labels.tolist() for _, batch_labels in training.train_loader(epoch, 0)]
+        expected = [[training.train_labels[i] for i in batch] for batch in training.epoch_batches(epoch)]
+        assert labels == expected, f"epoch {epoch}"
+        workers.append(set(_children()) - before)
+    assert len(workers[0]) == 2 and workers[1] == workers[0], "the same two worker processes serve both epochs"
+    resumed = [batch_labels.tolist() for _, batch_labels in training.train_loader(1, 2)]
+    assert resumed == expected[2:], "a resumed epoch starts at its saved batch"
+    training.close()
+    deadline = time.time() + 10
+    while set(_children()) - before and time.time() < deadline:
+        time.sleep(0.2)
+    assert not set(_children()) - before, "close() ends the workers"
+
+
+def test_auto_data_workers_are_none_on_the_cpu_and_the_cores_share_on_cuda():
+    from resnext_core.train_config import MAX_AUTO_WORKERS
+    from resnext_core.training_data import loader_workers
+
+    assert TrainConfig().num_workers is None, "auto by default"
+    assert loader_workers(None, torch.device("cpu")) == 0, "measured slower with workers on the CPU (README)"
+    assert loader_workers(3, torch.device("cpu")) == 3 and loader_workers(0, torch.device("cuda")) == 0, "a number is kept"
+    cores = len(os.sched_getaffinity(0))
+    assert loader_workers(None, torch.device("cuda")) == min(MAX_AUTO_WORKERS, max(1, cores - 1))
+
+
 def test_a_failed_training_does_not_break_the_next(tmp_path, digits):
     """A run failing after its MLflow run started (bad resume file) must not leave that run active."""
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)

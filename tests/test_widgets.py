@@ -86,7 +86,7 @@ task, widget = make_widget("train_torchvision_resnext", {"model_name": "resnext1
                                                          "amp": "False", "hflip": "off"})
 c = widget.form.controls
 out = {"restored": controls_state(widget), "weights": [c["weights"].itemText(i) for i in range(c["weights"].count())],
-       "names": sorted(c), "schema": list(widget.form.schema.options)}
+       "names": sorted(c), "schema": list(widget.form.schema.options), "workers_text": c["num_workers"].text()}
 unchanged = task.get_param_object().config()
 before = dict(task.get_parameters())
 widget.on_apply()
@@ -105,6 +105,7 @@ c["export_onnx"].setChecked(True)
 c["dataset_folder"].edit.setText("/data/digits")
 c["output_folder"].edit.setText("/data/runs")
 c["run_name"].setText("exp1")
+c["num_workers"].setValue(0)
 widget.on_apply()
 out["applied"] = task.get_parameters()
 print("RESULT" + json.dumps(out))
@@ -118,12 +119,14 @@ def test_train_widget_restores_edits_and_applies():
     assert (restored["model_name"], restored["epochs"], float(restored["learning_rate"])) == ("resnext101_64x4d", "3", 0.02)
     assert (restored["amp"], restored["hflip"]) == ("False", "False")
     assert out["weights"] == ["DEFAULT", "IMAGENET1K_V1", "none"]
+    assert out["workers_text"] == "auto", "auto is one below 0 workers, which stays a number of its own"
     assert out["apply_without_edits_changes_nothing"], out["strings_changed"]
     applied = out["applied"]
     expected = {"model_name": "resnext50_32x4d", "weights": "none", "train_mode": "scratch", "optimizer": "adamw",
                 "input_size": "64", "batch_size": "16", "patience": "2", "export_onnx": "True",
                 "dataset_folder": "/data/digits", "output_folder": "/data/runs", "run_name": "exp1",
-                "use_pretrained": "False", "feature_extract": "False", "amp": "False", "hflip": "False"}
+                "use_pretrained": "False", "feature_extract": "False", "amp": "False", "hflip": "False",
+                "num_workers": "0"}
     assert {k: applied[k] for k in expected} == expected
     assert float(applied["weight_decay"]) == pytest.approx(0.05) and float(applied["min_crop_scale"]) == pytest.approx(0.6)
 
