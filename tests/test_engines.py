@@ -13,7 +13,7 @@ from resnext_core.engine_cache import RECORD, EngineCache, file_sha256
 from resnext_core.errors import ConfigError
 from resnext_core.inference import fold_batch_norms, load_classifier
 from resnext_core.models import build_model
-from resnext_core.onnx_engine import ONNX, onnx_facts, onnxruntime_runner
+from resnext_core.onnx_engine import INPUT_NAME, ONNX, export_onnx_model, new_session, onnx_facts, onnxruntime_runner
 from resnext_core.openvino_engine import BIN, XML, openvino_facts, openvino_runner
 from resnext_core.runtime import CPU_ENGINES
 
@@ -93,23 +93,45 @@ def _damage(paths, damage, file_suffix):
 DAMAGES = ["flipped byte", "truncated", "record garbage", "record missing", "valid hash, not a model"]
 
 
-@pytest.mark.parametrize("damage", DAMAGES)
-def test_corrupt_onnx_entry_is_rebuilt_never_trusted(tmp_path, damage):
-    build = CountingBuild()
-    cache = EngineCache(str(tmp_path))
-    expected = _logits(onnxruntime_runner("w:1", 32, build, cache))
-    _damage(cache.paths(onnx_facts("w:1", 32), (ONNX,)), damage, ONNX)
-    rebuilt = onnxruntime_runner("w:1", 32, build, EngineCache(str(tmp_path)))
-    assert build.calls == 2
-    assert torch.allclose(_logits(rebuilt), expected, atol=1e-5)
-
-
 @pytest.fixture(scope="module")
 def onnx_entry(tmp_path_factory):
     """A cache folder holding the ONNX entry of CountingBuild's model at 32 px: exported once for the module."""
     folder = tmp_path_factory.mktemp("onnx-entry")
     onnxruntime_runner("w:1", 32, CountingBuild(), EngineCache(str(folder)))
     return folder
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_corrupt_onnx_entry_is_rebuilt_never_trusted(tmp_path, onnx_entry, damage):
+    shutil.copytree(onnx_entry, tmp_path, dirs_exist_ok=True)
+    build = CountingBuild()
+    cache = EngineCache(str(tmp_path))
+    expected = _logits(onnxruntime_runner("w:1", 32, build, cache))
+    assert build.calls == 0, "the intact entry is used as it is"
+    _damage(cache.paths(onnx_facts("w:1", 32), (ONNX,)), damage, ONNX)
+    rebuilt = onnxruntime_runner("w:1", 32, build, EngineCache(str(tmp_path)))
+    assert build.calls == 1
+    assert torch.allclose(_logits(rebuilt), expected, atol=1e-5)
+
+
+def test_onnx_export_falls_back_to_the_torch_export_based_exporter(tmp_path, monkeypatch):
+    """torch deprecates the TorchScript-based exporter that export_onnx_model tries first: without it (simulated by
+    refusing dynamo=False), the file still comes, from the torch.export-based one, and agrees with torch."""
+    real_export, used = torch.onnx.export, []
+
+    def without_torchscript(*args, dynamo=True, **kwargs):
+        used.append(dynamo)
+        if not dynamo:
+            raise RuntimeError("the TorchScript-based exporter is gone")
+        return real_export(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", without_torchscript)
+    model = CountingBuild()()
+    export_onnx_model(model, torch.zeros(1, 3, 32, 32), str(tmp_path / "m.onnx"))
+    assert used == [False, True]
+    batch = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    logits = new_session(str(tmp_path / "m.onnx")).run(None, {INPUT_NAME: batch.numpy()})[0]
+    assert np.abs(logits - model(batch).detach().numpy()).max() < 1e-4
 
 
 @pytest.mark.parametrize("damage,file_suffix", [(d, BIN) for d in DAMAGES] + [("truncated", XML), ("valid hash, not a model", XML)])
