@@ -116,8 +116,8 @@ def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None,
     return root
 
 
-# Five epochs from scratch on the digits' train split: the digits_model fixture's recipe (conftest.py).
-DIGITS_RECIPE = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "5", "batch_size": "32",
+# Three epochs from scratch on the digits' train split: the digits_model fixture's recipe (conftest.py).
+DIGITS_RECIPE = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "3", "batch_size": "32",
                  "optimizer": "adamw", "learning_rate": "0.002", "weight_decay": "0.05", "hflip": "False",
                  "min_crop_scale": "0.6", "val_split": "0.1"}
 

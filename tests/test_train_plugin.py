@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import INFER, TRAIN, heldout_accuracy, new_task, results, tiny_dataset
+from helpers import DIGITS_RECIPE, INFER, TRAIN, heldout_accuracy, new_task, results, tiny_dataset
 from resnext_core.calibration import expected_calibration_error, negative_log_likelihood
 from resnext_core.checkpoint import safe_load
 from resnext_core.errors import ConfigError
@@ -199,7 +199,7 @@ def test_metrics_match_a_hand_checked_confusion_matrix():
 def test_real_accuracy_on_heldout_digits(digits_model, heldout):
     """A broken trainer (labels shuffled, no learning) stays near 10%."""
     accuracy = heldout_accuracy(digits_model, heldout)
-    print(f"held-out accuracy after 5 epochs: {accuracy:.3f}")
+    print(f"held-out accuracy after {DIGITS_RECIPE['epochs']} epochs: {accuracy:.3f}")
     assert accuracy >= 0.90
 
 
