@@ -24,7 +24,6 @@ from ..resnext_core.errors import ConfigError
 from ..resnext_core.schema import ADVANCED, BOOL, CHOICE, FILE, FLOAT, FOLDER, INT, SIZE
 
 
-
 def _auto_value(option) -> int:
     """The spin box value shown as "auto" for a SIZE parameter: one below its smallest number."""
     return int(option.low) - 1

@@ -255,6 +255,14 @@ def _children() -> list:
     return found
 
 
+def _children_once_settled(expected: list, seconds: float = 10) -> list:
+    """This process's children, once they are `expected` or `seconds` have passed: workers take a moment to exit."""
+    deadline = time.time() + seconds
+    while _children() != expected and time.time() < deadline:
+        time.sleep(0.2)
+    return _children()
+
+
 def test_data_workers_train_and_shut_down_when_stopped(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     before = _children()
@@ -268,31 +276,25 @@ def test_data_workers_train_and_shut_down_when_stopped(tmp_path, digits):
 
     stopped = Trainer(_config(tmp_path, data, epochs=3, num_workers=2), should_stop=stop_at_third_batch).run()
     assert stopped.stopped
-    deadline = time.time() + 10
-    while _children() != before and time.time() < deadline:
-        time.sleep(0.2)
-    assert _children() == before, "data-loading workers are gone once training returns"
+    assert _children_once_settled(before) == before, "data-loading workers are gone once training returns"
 
 
 def test_data_workers_start_once_and_serve_each_epoch_its_own_order(tmp_path, digits):
     """persistent workers: one loader for the run; each epoch (and a resumed one) still gets its seeded order."""
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     training = Trainer(_config(tmp_path, data, num_workers=2)).data
-    before = set(_children())
+    before = _children()
     workers = []
     for epoch in (0, 1):
         labels = [batch_labels.tolist() for _, batch_labels in training.train_loader(epoch, 0)]
         expected = [[training.train_labels[i] for i in batch] for batch in training.epoch_batches(epoch)]
         assert labels == expected, f"epoch {epoch}"
-        workers.append(set(_children()) - before)
+        workers.append(set(_children()) - set(before))
     assert len(workers[0]) == 2 and workers[1] == workers[0], "the same two worker processes serve both epochs"
     resumed = [batch_labels.tolist() for _, batch_labels in training.train_loader(1, 2)]
     assert resumed == expected[2:], "a resumed epoch starts at its saved batch"
     training.close()
-    deadline = time.time() + 10
-    while set(_children()) - before and time.time() < deadline:
-        time.sleep(0.2)
-    assert not set(_children()) - before, "close() ends the workers"
+    assert _children_once_settled(before) == before, "close() ends the workers"
 
 
 def test_auto_data_workers_are_none_on_the_cpu_and_the_cores_share_on_cuda():
