@@ -148,6 +148,7 @@ def training_step_race(model_name: str, batch: int, size: int, repeats: int, com
 
     from resnext_core import models
     from resnext_core.runtime import autocast, disable_openmp_dynamic_threads, resolve_precision
+    from resnext_core.training import TrainConfig, build_optimizer
 
     disable_openmp_dynamic_threads()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -159,7 +160,10 @@ def training_step_race(model_name: str, batch: int, size: int, repeats: int, com
         if fast and channels_last:
             model = model.to(memory_format=torch.channels_last)
         forward = torch.compile(model) if compile_model else model
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        # Ours steps with the recipe's optimizer (fused, weight decay off norms and biases); the baseline with
+        # torch.optim.SGD's defaults.
+        optimizer = (build_optimizer(model, TrainConfig(optimizer="sgd", learning_rate=0.01)) if fast
+                     else torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
         dtype = resolve_precision("auto", device) if fast else torch.float32
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         x = images.contiguous(memory_format=torch.channels_last) if fast and channels_last else images
