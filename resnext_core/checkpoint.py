@@ -11,6 +11,7 @@ import contextlib
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 
@@ -61,6 +62,17 @@ def atomic_save(obj, path: str) -> None:
     """torch.save, atomically."""
     with atomic_path(path, ".pth") as tmp:
         torch.save(obj, tmp)
+
+
+def atomic_copy(source: str, path: str) -> None:
+    """`path` becomes a copy of `source`, atomically: a hard link where the file system allows one (no bytes
+    written; `source` replaced later by a rename leaves `path` as it was), else a copy."""
+    with atomic_path(path, os.path.splitext(path)[1]) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (FAT, some network shares) or another file system
+            shutil.copyfile(source, tmp)
 
 
 def atomic_write_text(text: str, path: str) -> None:

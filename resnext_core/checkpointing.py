@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 
-from .checkpoint import atomic_path, safe_load, save_checkpoint
+from .checkpoint import atomic_copy, safe_load, save_checkpoint
 from .errors import CheckpointError
 from .preprocess import Preprocessing
 
@@ -87,11 +86,13 @@ class CheckpointKeeper:
         state.history.append(history_row(metrics))
         if improved:
             state.best, state.stale = scalars(metrics), 0
-            if self.keep_best:
-                self._save("best.pth")
         else:
             state.stale += 1
-        self._save("last.pth")
+        if improved and self.keep_best:  # best.pth first: a crash in between leaves last.pth at the epoch before
+            self._save("best.pth")
+            self._copy("best.pth", "last.pth")  # the same bytes: serialized once
+        else:
+            self._save("last.pth")
         return improved
 
     def save_interrupted(self, epoch: int, batch: int) -> str:
@@ -122,12 +123,22 @@ class CheckpointKeeper:
             train_params=metadata.train_params,
         )
 
+    def _copy(self, source: str, target: str) -> None:
+        if self.writes:
+            atomic_copy(self.path(source), self.path(target))
+
     def resume(self, path: str) -> None:
         """Load weights, optimizer, scheduler, scaler and state from a run's last.pth or best.pth."""
         data = safe_load(path)
         self._check_resumable(path, data)
         self.model.load_state_dict(data["state_dict"])
+        # The saved groups bring their hyperparameters and also how the step runs (fused or not, as the
+        # run that wrote them chose): the step keeps this run's choice.
+        how_steps_run = [{key: group[key] for key in ("fused", "foreach") if key in group}
+                         for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(data["optimizer"])
+        for group, how in zip(self.optimizer.param_groups, how_steps_run):
+            group.update(how)
         self.scheduler.load_state_dict(data["scheduler"])
         if data.get("scaler"):
             self.scaler.load_state_dict(data["scaler"])
@@ -164,6 +175,5 @@ class CheckpointKeeper:
             return None  # its weights are gone: this run's own best becomes best.pth
         if not self.writes:
             return best
-        with atomic_path(self.path("best.pth"), ".pth") as tmp:
-            shutil.copy2(previous_best, tmp)
+        atomic_copy(previous_best, self.path("best.pth"))
         return best

@@ -29,6 +29,7 @@ class RunRecorder:
         self.class_names = class_names
         self.log = log
         self.tensorboard = None
+        self._curves_drawn_for = 0  # epochs in the history training_curves.png shows
 
     def path(self, filename: str) -> str:
         return os.path.join(self.run_folder, filename)
@@ -106,10 +107,12 @@ class RunRecorder:
                                self.path(WORST_PREDICTIONS_PNG))
 
     def plot_curves(self, history: list) -> None:
-        if history:
+        """training_curves.png, unless it already shows this history (a run's history only grows)."""
+        if history and len(history) != self._curves_drawn_for:
             from .reports import plot_training_curves
 
             plot_training_curves(history, self.path(TRAINING_CURVES_PNG))
+            self._curves_drawn_for = len(history)
 
     def export_onnx(self, sample: torch.Tensor) -> None:
         """model.onnx from best.pth, checked against torch on `sample` (a batch of preprocessed images)."""

@@ -1,4 +1,5 @@
 """resnext_core's training parts without the plugin: Trainer callbacks, stop and resume, CheckpointKeeper."""
+import filecmp
 import os
 
 import pytest
@@ -6,11 +7,11 @@ import torch
 from torch import nn
 
 from helpers import tiny_dataset
-from resnext_core.checkpoint import safe_load
+from resnext_core.checkpoint import atomic_copy, atomic_save, safe_load
 from resnext_core.checkpointing import CheckpointKeeper, CheckpointMetadata, is_better
 from resnext_core.errors import CheckpointError, ConfigError
 from resnext_core.preprocess import Preprocessing
-from resnext_core.training import BatchProgress, TrainConfig, Trainer
+from resnext_core.training import BatchProgress, TrainConfig, Trainer, build_optimizer
 
 RUN_FILES = ("best.pth", "last.pth", "classes.txt", "metrics.csv", "metrics.json", "best_metrics.json",
              "confusion_matrix.png", "training_curves.png", "tensorboard", "model.onnx")
@@ -106,10 +107,10 @@ def test_stop_within_a_batch_then_resume_at_that_batch(tmp_path, data):
 
 
 # --- CheckpointKeeper on synthetic metrics ------------------------------------------------------
-def _keeper(folder, keep_best=True, class_names=("a", "b"), optimizer="sgd", model_name="resnext50_32x4d"):
+def _keeper(folder, keep_best=True, class_names=("a", "b"), optimizer="sgd", model_name="resnext50_32x4d", fused=None):
     torch.manual_seed(0)
     model = nn.Linear(4, len(class_names))
-    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(sgd, lambda step: 1.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     metadata = CheckpointMetadata(model_name, list(class_names), Preprocessing(),
@@ -146,6 +147,9 @@ def test_keeper_tracks_best_and_stale_epochs(tmp_path):
         # Each checkpoint carries the temperature fitted on its own epoch's validation predictions.
         assert best["temperature"] == _temperature(best["epoch"])
         assert safe_load(keeper.path("last.pth"))["temperature"] == _temperature(epoch)
+        if improved:  # serialized once: last.pth is the same bytes
+            assert filecmp.cmp(keeper.path("best.pth"), keeper.path("last.pth"), shallow=False)
+    assert sorted(os.listdir(tmp_path / "run")) == ["best.pth", "last.pth"], "no temporary file left"
     assert keeper.state.best == {"epoch": 5, "val_top1": 0.6, "val_loss": 2.0, "val_temperature": 1.5}
     assert [row["epoch"] for row in keeper.state.history] == [1, 2, 3, 4, 5] and keeper.state.epochs_done == 5
     last = safe_load(keeper.path("last.pth"))
@@ -172,6 +176,12 @@ def test_keeper_resumes_state_and_carries_the_best_model_over(tmp_path):
     assert safe_load(resumed.path("best.pth"))["epoch"] == 1, "best.pth copied into the new run folder"
     assert torch.equal(resumed.model.weight, keeper.model.weight)
 
+    assert [group["fused"] for group in resumed.optimizer.param_groups] == [None]
+    fused = _keeper(tmp_path / "fused", fused=True)
+    fused.resume(keeper.path("last.pth"))
+    assert [group["fused"] for group in fused.optimizer.param_groups] == [True], \
+        "the step runs as this run chose, not as the checkpoint's run did"
+
     os.remove(keeper.path("best.pth"))
     orphan = _keeper(tmp_path / "third")
     orphan.resume(keeper.path("last.pth"))
@@ -195,3 +205,57 @@ def test_keeper_refuses_a_file_that_is_not_a_training_checkpoint(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 4)}, plain)
     with pytest.raises(CheckpointError, match="is not a training checkpoint"):
         _keeper(tmp_path / "run").resume(str(plain))
+
+
+def test_worst_predictions_gallery_gives_every_title_a_band_of_its_own(tmp_path):
+    """Tall and wide images, right and wrong guesses: no title runs into an image, another title or the
+    figure's edge, and the titles stay legible."""
+    import numpy as np
+    from PIL import Image
+
+    from resnext_core.reports import worst_predictions_figure
+
+    items = []
+    for index, (height, width) in enumerate([(90, 30), (30, 90), (64, 64)] * 4):
+        path = str(tmp_path / f"{index}.png")
+        Image.fromarray(np.full((height, width, 3), 40 * (index % 6), np.uint8)).save(path)
+        items.append((path, 0))
+    worst = [{"index": i, "label": i % 3, "predicted": (i + i % 2) % 3, "confidence": 0.93} for i in range(len(items))]
+    figure = worst_predictions_figure(worst, items, ["cat", "dog", "long class name"], epoch=4)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    cells = [axes for axes in figure.axes if axes.images]
+    assert len(cells) == len(items)
+    images = [axes.images[0].get_window_extent(renderer) for axes in cells]
+    titles = [axes.title.get_window_extent(renderer) for axes in cells] + [figure._suptitle.get_window_extent(renderer)]
+    page = figure.bbox
+    for box in images + titles:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, box
+    for i, title in enumerate(titles):
+        assert not any(title.overlaps(image) for image in images), f"title {i} runs into an image"
+        assert not any(title.overlaps(other) for j, other in enumerate(titles) if j != i), f"title {i} overlaps another"
+    assert all(axes.title.get_fontsize() >= 10 for axes in cells)
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_atomic_copy_links_or_copies_and_a_later_replace_leaves_the_copy(tmp_path, monkeypatch, links):
+    """Where the file system refuses hard links (FAT, some shares, another device), the bytes are copied."""
+    if not links:
+        monkeypatch.setattr(os, "link", lambda *args: (_ for _ in ()).throw(OSError(18, "Invalid cross-device link")))
+    source, copy = tmp_path / "last.pth", tmp_path / "run" / "best.pth"
+    atomic_save({"epoch": 1}, str(source))
+    atomic_copy(str(source), str(copy))
+    assert (os.stat(copy).st_ino == os.stat(source).st_ino) is links
+    atomic_save({"epoch": 2}, str(source))
+    assert safe_load(str(copy)) == {"epoch": 1} and safe_load(str(source)) == {"epoch": 2}
+    assert os.listdir(tmp_path / "run") == ["best.pth"], "no temporary file left"
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_the_recipes_optimizers_step_fused(tmp_path, optimizer):
+    """One kernel for every parameter (benchmarks/optimizer_step.py); weight decay off norms and biases."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    built = build_optimizer(model, _config(tmp_path, str(tmp_path), optimizer=optimizer))
+    assert [group["fused"] for group in built.param_groups] == [True, True]
+    assert [len(group["params"]) for group in built.param_groups] == [1, 3]
+    assert [group["weight_decay"] for group in built.param_groups] == [0.05, 0.0]
