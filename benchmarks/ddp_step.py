@@ -12,7 +12,6 @@ recipe's optimizer and with the default, for reference. Prints median millisecon
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -91,7 +90,7 @@ def main(argv=None) -> int:
     import torch
     import torch.multiprocessing as mp
 
-    from benchmark import cpu_model
+    from benchmark import cpu_model, write_report
 
     single = {"recipe": [], "defaults": []}
     ddp = {"recipe": [], "defaults": []}
@@ -115,10 +114,7 @@ def main(argv=None) -> int:
         ratio = report["median_ms"][f"{processes} defaults"] / report["median_ms"][f"{processes} recipe"]
         report[f"recipe_speedup, {processes}"] = ratio
         print(f"{processes}: the recipe's step {ratio:.2f}x the speed of the defaults'")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1)
-    print(f"written: {args.out}")
+    write_report(report, args.out)
     return 0
 
 

@@ -10,7 +10,6 @@ interleaved for --rounds rounds. Prints medians and each count's epoch time rela
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -45,7 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "loader_workers.json"))
     args = parser.parse_args(argv)
     os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="resnext-workers-torch-")
-    from benchmark import cpu_model
+    from benchmark import cpu_model, write_report
     from resnext_core.runtime import disable_openmp_dynamic_threads
     from resnext_core.training import TrainConfig, Trainer
 
@@ -81,10 +80,7 @@ def main(argv=None) -> int:
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
               "input_size": args.size, "images": 2 * IMAGES_PER_CLASS, "loader_alone_img_per_s": loader_alone,
               "epoch_median_s": medians, "epoch_s": epochs}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1)
-    print(f"written: {args.out}")
+    write_report(report, args.out)
     return 0
 
 

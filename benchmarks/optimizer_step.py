@@ -10,7 +10,6 @@ per step and fused's speed relative to the default.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,7 +43,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from benchmark import cpu_model
+    from benchmark import cpu_model, write_report
     from resnext_core import models
 
     model = models.build_model(args.model, num_classes=10)
@@ -73,10 +72,7 @@ def main(argv=None) -> int:
             report["fused_speedup"][f"{kind}, {threads} threads"] = speedup
             print(f"{kind}, {threads} thread(s): default {medians[f'{kind}_default']:.1f} ms, "
                   f"fused {medians[f'{kind}_fused']:.1f} ms: {speedup:.2f}x", flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1)
-    print(f"written: {args.out}")
+    write_report(report, args.out)
     return 0
 
 
