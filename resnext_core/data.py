@@ -223,7 +223,7 @@ class RunBatches(torch.utils.data.Sampler):
 
     def __init__(self, epoch_batches):
         self.epoch_batches = epoch_batches  # (epoch, start_batch) -> EpochBatches
-        self.current = epoch_batches(0, 0)
+        self.current = ()  # no order drawn until set_epoch(): each epoch's is drawn once, when it starts
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.current = self.epoch_batches(epoch, start_batch)

@@ -213,6 +213,8 @@ def test_worst_predictions_gallery_gives_every_title_a_band_of_its_own(tmp_path)
     import numpy as np
     from PIL import Image
 
+    from matplotlib import pyplot as plt
+
     from resnext_core.reports import worst_predictions_figure
 
     items = []
@@ -235,13 +237,17 @@ def test_worst_predictions_gallery_gives_every_title_a_band_of_its_own(tmp_path)
         assert not any(title.overlaps(image) for image in images), f"title {i} runs into an image"
         assert not any(title.overlaps(other) for j, other in enumerate(titles) if j != i), f"title {i} overlaps another"
     assert all(axes.title.get_fontsize() >= 10 for axes in cells)
+    plt.close(figure)
 
 
 @pytest.mark.parametrize("links", [True, False])
 def test_atomic_copy_links_or_copies_and_a_later_replace_leaves_the_copy(tmp_path, monkeypatch, links):
     """Where the file system refuses hard links (FAT, some shares, another device), the bytes are copied."""
+    def refuse_link(*args):
+        raise OSError(18, "Invalid cross-device link")
+
     if not links:
-        monkeypatch.setattr(os, "link", lambda *args: (_ for _ in ()).throw(OSError(18, "Invalid cross-device link")))
+        monkeypatch.setattr(os, "link", refuse_link)
     source, copy = tmp_path / "last.pth", tmp_path / "run" / "best.pth"
     atomic_save({"epoch": 1}, str(source))
     atomic_copy(str(source), str(copy))
