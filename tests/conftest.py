@@ -11,6 +11,13 @@ import tempfile
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORES = len(os.sched_getaffinity(0))
+# pytest-xdist's workers (pytest.ini: -n auto) share the cores: each worker's torch, and the processes it
+# starts, get the worker's share of threads. Set before torch is imported: with every worker taking every
+# core, their thread pools fight over the cores and the suite runs no faster than one worker.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, CORES // WORKERS)))
 SESSION_DIR = tempfile.mkdtemp(prefix="resnext-tests-")
 HOME = os.path.join(SESSION_DIR, "home")
 TORCH_HOME = os.path.join(SESSION_DIR, "torch")
@@ -36,6 +43,45 @@ install_plugins(PLUGIN_DIR)
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+GIB_PER_WORKER = 6  # a worker's peak: its models plus a subprocess of up to 5 GB (the 500-inference test)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: one worker per core, as many as memory holds; none under -s, whose prints the workers would
+    swallow (the README's figure-printing commands use -s)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    if config.getoption("capture") == "no":
+        return 0
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(CORES, int(memory_gib // GIB_PER_WORKER)))
+
+
+# Session and module fixtures that train a model for a minute: the tests using one run on one worker
+# (--dist loadgroup), which trains it once.
+TRAINED_FIXTURES = ("digits_model", "marks_model")
+
+
+def _trained_fixture(item):
+    return next((name for name in TRAINED_FIXTURES if name in item.fixturenames), None)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        name = _trained_fixture(item)
+        if name:
+            item.add_marker(pytest.mark.xdist_group(name))
+
+
+def pytest_runtest_setup(item):
+    """On a loadgroup worker, a grouped test's id ends in @group. pytest 9.2 ignores the id xdist 3.8 writes
+    (pytest-xdist issue 1386): the groups would be silently lost and every worker train the models."""
+    if getattr(item.config.option, "loadgroup", False) and _trained_fixture(item) and "@" not in item.nodeid:
+        pytest.fail("--dist loadgroup lost this test's group: the installed pytest and pytest-xdist do not "
+                    "work together (requirements-dev.txt pins a pytest that does)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
