@@ -52,7 +52,8 @@ class InferConfig:
         choices=PRECISIONS, group=ADVANCED)
     engine: str = option(
         "auto", "Engine", "auto: OpenVINO on the CPU (converted once, cached on disk), torch elsewhere; "
-        "onnxruntime: ONNX Runtime for fp32 on the CPU; torch: always torch.", choices=ENGINES, group=ADVANCED)
+        "openvino: fp32, int8, and bf16 on CPUs with AVX512-BF16 or AMX; onnxruntime: ONNX Runtime for fp32 on the "
+        "CPU; torch: always torch.", choices=ENGINES, group=ADVANCED)
     calibrated_confidence: bool = option(
         True, "Calibrated confidences", "Divide the logits by the temperature fitted on a trained checkpoint's "
         "validation images (else by temperature), so that 0.9 means right about 9 times in 10.", group=ADVANCED)

@@ -19,7 +19,7 @@ from .explain import Explainer
 from .models import load_pretrained_state_dict, model_with_weights, resolve_model_name, resolve_weights
 from .engine_cache import file_sha256
 from .onnx_engine import onnxruntime_runner
-from .openvino_engine import openvino_runner
+from .openvino_engine import inference_precision_for, openvino_runner
 from .preprocess import Preprocessing
 from .quantize import calibration_batch, read_calibration
 from .runtime import (
@@ -183,18 +183,20 @@ def _source(model_name: str, weights: str, weight_file: str, class_file: str) ->
                        lambda: fold_batch_norms(model_with_weights(model_name, load_pretrained_state_dict(entry)).eval()))
 
 
-def _engine_runner(source: ModelSource, input_size: int | None, engine: str, engine_name: str, calibration):
-    """The CPU engine's runner (int8 where `calibration` is given), or None where `engine` is auto and
-    the engine failed on fp32 (torch then runs it)."""
+def _engine_runner(source: ModelSource, input_size: int | None, engine: str, engine_name: str, dtype: torch.dtype,
+                   calibration):
+    """The CPU engine's runner in `dtype` (int8 where `calibration` is given), or None where `engine` is auto
+    and the engine failed on a float precision (torch then runs it)."""
     size = source.preprocessing.at_size(input_size).crop_size
     try:
         if engine_name == "onnxruntime":
             return onnxruntime_runner(source.identity, size, source.build)
         batch = None if calibration is None else calibration_batch(calibration, source.preprocessing.at_size(input_size))
-        return openvino_runner(source.identity, size, source.build, batch)
+        return openvino_runner(source.identity, size, source.build, batch,
+                               inference_precision=inference_precision_for(dtype))
     except ResNeXtError:
         raise
-    except ImportError as exc:  # auto checked its fp32 engine; a named engine, or int8's, may be missing
+    except ImportError as exc:  # auto checked that its engine is installed; a named engine, or int8's, may be missing
         raise ConfigError(f"engine '{engine_name}' needs a package that is not installed ({exc}): "
                           "pip install -r requirements.txt, or use engine torch") from None
     except Exception as exc:  # export and the engines raise many types; the model itself is fine
@@ -255,7 +257,8 @@ def load_classifier(
     A weight file decides the architecture itself; model_name is then only validated.
     precision "int8" quantizes the model with NNCF on calibration_folder's images, or on a trained
     checkpoint's run sample (see quantize.py), and runs it on OpenVINO.
-    engine "auto" runs fp32 on the CPU with runtime.CPU_ENGINES' first installed one, everything else with torch.
+    engine "auto" runs the CPU's precisions with the first of runtime.CPU_ENGINES installed that runs them
+    (fp32 everywhere, bf16 where the CPU computes it natively), everything else with torch.
     calibrate divides the logits by the checkpoint's fitted temperature, or by `temperature` where the
     weights carry none; off, probabilities are the raw softmax. mirror: test-time augmentation.
     """
@@ -277,7 +280,7 @@ def load_classifier(
         # Calibration images are read first: a bad calibration_folder fails before the slow load.
         calibration = read_calibration(calibration_folder, weight_file) if dtype == torch.int8 else None
         source = _source(model_name, weights, weight_file, class_file)
-        runner = None if engine_name == "torch" else _engine_runner(source, input_size, engine, engine_name, calibration)
+        runner = None if engine_name == "torch" else _engine_runner(source, input_size, engine, engine_name, dtype, calibration)
         if runner is None:
             runner = TorchRunner(source.build().to(torch_device, memory_format=torch.channels_last), torch_device)
         # The explainer reads the weights again if it is ever used: holding `source` (a checkpoint's

@@ -14,6 +14,7 @@ import torch
 
 from .engine_cache import ENGINE_CACHE, EngineCache
 from .onnx_engine import onnx_facts, onnx_file
+from .runtime import cpu_has_native_bf16
 
 XML, BIN = ".xml", ".bin"
 
@@ -25,6 +26,12 @@ def _core():
     return openvino.Core()
 
 
+def inference_precision_for(dtype: torch.dtype) -> str:
+    """What the float layers compute in for a precision: bf16 for bf16, and for int8 where the CPU computes
+    bf16 natively (faster there, with no larger error than int8's own: README, Measured); f32 otherwise."""
+    return "bf16" if dtype == torch.bfloat16 or (dtype == torch.int8 and cpu_has_native_bf16()) else "f32"
+
+
 class OpenVinoRunner:
     """Callable like the torch runner: a float batch (N, 3, H, W) -> logits (N, C), on the CPU.
 
@@ -32,13 +39,18 @@ class OpenVinoRunner:
     split over the parallel requests of a second compilation, for throughput (streams of a few cores
     each), made at the first batch: faster for batches than one request on the latency compilation
     (README, Measured), while a single image keeps every core.
+
+    `inference_precision` ("f32" or "bf16") is what the float layers compute in, an int8 model's included.
+    It is always set: OpenVINO's own default is bf16 wherever the CPU has AVX512-BF16 or AMX, which would
+    make an fp32 request silently compute in bf16 there.
     """
 
     engine = "openvino"
 
-    def __init__(self, model):
+    def __init__(self, model, inference_precision: str = "f32"):
         self.model = model
-        self.latency = _core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        self.inference_precision = inference_precision
+        self.latency = self._compile("LATENCY")
         self.request = self.latency.create_infer_request()
         self.throughput = None
         self._lock = threading.Lock()  # a request runs one batch at a time
@@ -50,11 +62,15 @@ class OpenVinoRunner:
                 return torch.from_numpy(np.array(self.request.infer({0: array})[0]))  # copied: the buffer is reused
             return torch.from_numpy(self._in_parallel(array))
 
+    def _compile(self, performance_hint: str):
+        return _core().compile_model(self.model, "CPU", {"PERFORMANCE_HINT": performance_hint,
+                                                         "INFERENCE_PRECISION_HINT": self.inference_precision})
+
     def _in_parallel(self, array: np.ndarray) -> np.ndarray:
         import openvino
 
         if self.throughput is None:
-            self.throughput = _core().compile_model(self.model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+            self.throughput = self._compile("THROUGHPUT")
         parts = np.array_split(array, min(len(array), self.throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         queue, outputs = openvino.AsyncInferQueue(self.throughput, len(parts)), [None] * len(parts)
         queue.set_callback(lambda request, index: outputs.__setitem__(index, np.array(request.get_output_tensor(0).data)))
@@ -78,9 +94,10 @@ def openvino_facts(weights_identity: str, input_size: int, calibration: np.ndarr
 
 
 def openvino_runner(weights_identity: str, input_size: int, build_model, calibration: np.ndarray | None = None,
-                    cache: EngineCache = ENGINE_CACHE) -> OpenVinoRunner:
-    """fp32, or int8 when `calibration` (N x 3 x S x S preprocessed images) is given; built on a miss
-    from the cached ONNX file (exported first where missing: build_model() is called only then)."""
+                    cache: EngineCache = ENGINE_CACHE, inference_precision: str = "f32") -> OpenVinoRunner:
+    """fp32 (or bf16: `inference_precision`), or int8 when `calibration` (N x 3 x S x S preprocessed images) is
+    given; built on a miss from the cached ONNX file (exported first where missing: build_model() is called
+    only then). fp32 and bf16 share one cache entry: the precision is chosen when the model is compiled."""
 
     def write(paths: dict) -> None:
         import openvino
@@ -94,4 +111,4 @@ def openvino_runner(weights_identity: str, input_size: int, build_model, calibra
         openvino.save_model(model, paths[XML], compress_to_fp16=False)
 
     facts = openvino_facts(weights_identity, input_size, calibration)
-    return cache.entry(facts, (XML, BIN), write, lambda paths: OpenVinoRunner(_core().read_model(paths[XML])))
+    return cache.entry(facts, (XML, BIN), write, lambda paths: OpenVinoRunner(_core().read_model(paths[XML]), inference_precision))

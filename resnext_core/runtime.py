@@ -15,9 +15,11 @@ DEVICES = ("auto", "cpu", "cuda")
 # Precision names and the dtypes they compute in; int8: opt-in, CPU, OpenVINO, calibrated (quantize.py).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
 PRECISIONS = ("auto", *DTYPES)
-# auto: OpenVINO on the CPU (fp32 and int8; ONNX Runtime where OpenVINO is not installed), torch elsewhere.
+# auto: OpenVINO on the CPU (fp32, bf16 and int8; ONNX Runtime where OpenVINO is not installed), torch elsewhere.
 ENGINES = ("auto", "torch", "onnxruntime", "openvino")
-CPU_ENGINES = ("openvino", "onnxruntime")  # in auto's order of preference (README: the engine race)
+# The CPU engines in auto's order of preference (README: the engine race), each with the float precisions it
+# runs. bf16 runs only where the CPU computes it natively (cpu_has_native_bf16); int8 is OpenVINO's alone.
+CPU_ENGINES = {"openvino": (torch.float32, torch.bfloat16), "onnxruntime": (torch.float32,)}
 
 
 def device_choices(values=None) -> list:
@@ -105,7 +107,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 
 def resolve_engine(name: str, device: torch.device, dtype: torch.dtype) -> str:
-    """Which engine runs inference: torch, or one of CPU_ENGINES (fp32 on the CPU; int8 on OpenVINO only)."""
+    """Which engine runs inference: torch, or one of CPU_ENGINES (on the CPU, in its precisions; int8 on OpenVINO)."""
     key = choice_key(name)
     if key not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got '{name}'")
@@ -114,13 +116,21 @@ def resolve_engine(name: str, device: torch.device, dtype: torch.dtype) -> str:
             raise ConfigError(f"precision 'int8' runs on engine openvino (quantized by NNCF), got engine '{name}': "
                               "use engine auto or openvino")
         return "openvino"
-    on_cpu_fp32 = device.type == "cpu" and dtype == torch.float32
-    if key in CPU_ENGINES and not on_cpu_fp32:
-        raise ConfigError(f"engine '{key}' runs fp32 on the CPU; got device {device}, precision {dtype_name(dtype)}: "
-                          "use engine torch (or auto)")
     if key == "auto":
-        return next((engine for engine in CPU_ENGINES if on_cpu_fp32 and is_installed(engine)), "torch")
+        return next((engine for engine in CPU_ENGINES if engine_runs(engine, device, dtype) and is_installed(engine)),
+                    "torch")
+    if key in CPU_ENGINES and not engine_runs(key, device, dtype):
+        native = " (bf16 where the CPU computes it natively: AVX512-BF16 or AMX)" if torch.bfloat16 in CPU_ENGINES[key] else ""
+        raise ConfigError(f"engine '{key}' runs {' or '.join(map(dtype_name, CPU_ENGINES[key]))} on the CPU{native}; "
+                          f"got device {device}, precision {dtype_name(dtype)}: use engine torch (or auto)")
     return key
+
+
+def engine_runs(engine: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether CPU engine `engine` runs `dtype` on `device` (a float precision)."""
+    if device.type != "cpu" or dtype not in CPU_ENGINES[engine]:
+        return False
+    return dtype != torch.bfloat16 or cpu_has_native_bf16()
 
 
 def dtype_name(dtype: torch.dtype) -> str:

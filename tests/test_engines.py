@@ -8,20 +8,20 @@ import pytest
 import torch
 
 from helpers import INFER, cache_random_weights, new_task, small_checkpoint, textured_image
-from resnext_core import engine_cache
+from resnext_core import engine_cache, openvino_engine, runtime
 from resnext_core.engine_cache import RECORD, EngineCache, file_sha256
 from resnext_core.errors import ConfigError
 from resnext_core.inference import fold_batch_norms, load_classifier
 from resnext_core.models import build_model
 from resnext_core.onnx_engine import INPUT_NAME, ONNX, export_onnx_model, new_session, onnx_facts, onnxruntime_runner
-from resnext_core.openvino_engine import BIN, XML, openvino_facts, openvino_runner
-from resnext_core.runtime import CPU_ENGINES
+from resnext_core.openvino_engine import BIN, XML, inference_precision_for, openvino_facts, openvino_runner
+from resnext_core.runtime import CPU_ENGINES, cpu_has_native_bf16
 
 IMAGES = [textured_image(90 + 11 * i, 140 - 9 * i, seed=i) for i in range(5)]
 
 
-def _probabilities(engine, **source):
-    classifier = load_classifier(device="cpu", engine=engine, **source)
+def _probabilities(engine, precision="fp32", **source):
+    classifier = load_classifier(device="cpu", engine=engine, precision=precision, **source)
     return classifier.engine, classifier.predict(IMAGES[:1]), classifier.predict(IMAGES)
 
 
@@ -34,7 +34,7 @@ def test_cpu_engines_agree_with_torch_and_auto_picks_openvino(tmp_path, source):
         cache_random_weights("resnext50")
         spec = {"model_name": "resnext50", "input_size": 64}
     _, torch_single, torch_batch = _probabilities("torch", **spec)
-    assert _probabilities("auto", **spec)[0] == CPU_ENGINES[0] == "openvino"
+    assert _probabilities("auto", "auto", **spec)[0] == next(iter(CPU_ENGINES)) == "openvino"
     for engine in CPU_ENGINES:
         used, single, batch = _probabilities(engine, **spec)
         assert used == engine
@@ -42,6 +42,41 @@ def test_cpu_engines_agree_with_torch_and_auto_picks_openvino(tmp_path, source):
         assert (batch - torch_batch).abs().max() < 1e-4 and (single - torch_single).abs().max() < 1e-4, engine
         assert torch.equal(batch.argmax(1), torch_batch.argmax(1))
     assert (batch.max(1).values - batch.min(1).values).min() > 1e-3, "outputs must depend on the input to compare"
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="OpenVINO runs bf16 only on CPUs with AVX512-BF16 or AMX")
+def test_openvino_bf16_computes_in_bf16_where_the_cpu_has_it(tmp_path):
+    """OpenVINO's own default on such CPUs is bf16 for every model: fp32 must be asked for (the test above), and
+    bf16 then gives what torch's bf16 autocast gives, within bf16's rounding."""
+    small_checkpoint(tmp_path / "m.pth")
+    spec = {"weight_file": str(tmp_path / "m.pth")}
+    _, _, exact = _probabilities("torch", **spec)
+    _, _, torch_bf16 = _probabilities("torch", "bf16", **spec)
+    used, _, openvino_bf16 = _probabilities("openvino", "bf16", **spec)
+    assert used == "openvino"
+    assert 1e-6 < (openvino_bf16 - exact).abs().max() < 1e-2, "bf16's rounding, no more"
+    assert (openvino_bf16 - torch_bf16).abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_runs_the_cpus_precision_on_openvino(monkeypatch, native_bf16):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native_bf16)
+    cpu = torch.device("cpu")
+    dtype = runtime.resolve_precision("auto", cpu)
+    assert dtype == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert runtime.resolve_engine("auto", cpu, dtype) == "openvino"
+    assert runtime.resolve_engine("auto", cpu, torch.bfloat16) == ("openvino" if native_bf16 else "torch"), \
+        "bf16 where the CPU lacks it: emulated by torch"
+    assert runtime.resolve_engine("auto", torch.device("cuda"), dtype) == "torch"
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_openvino_float_layers_compute_in_the_precision_asked(monkeypatch, native_bf16):
+    """int8's float layers take bf16 where the CPU computes it natively (no larger error than int8's own)."""
+    monkeypatch.setattr(openvino_engine, "cpu_has_native_bf16", lambda: native_bf16)
+    assert inference_precision_for(torch.float32) == "f32"
+    assert inference_precision_for(torch.bfloat16) == "bf16"
+    assert inference_precision_for(torch.int8) == ("bf16" if native_bf16 else "f32")
 
 
 class CountingBuild:
@@ -161,12 +196,15 @@ def test_cache_keeps_the_most_recently_used_entries(tmp_path, monkeypatch):
     assert kept == ["w:a", "w:c"] and len(os.listdir(tmp_path)) == 4 and build.calls == 3
 
 
-def test_engine_errors_name_the_parameter_and_choices(tmp_path):
+def test_engine_errors_name_the_parameter_and_choices(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="engine must be one of auto, torch, onnxruntime, openvino, got 'tensorrt'"):
         load_classifier(engine="tensorrt", device="cpu")
-    for engine in CPU_ENGINES:
-        with pytest.raises(ConfigError, match=f"engine '{engine}' runs fp32 on the CPU.*bf16"):
-            load_classifier(engine=engine, device="cpu", precision="bf16")
+    with pytest.raises(ConfigError, match="engine 'onnxruntime' runs fp32 on the CPU; got device cpu, precision bf16"):
+        load_classifier(engine="onnxruntime", device="cpu", precision="bf16")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ConfigError, match=r"engine 'openvino' runs fp32 or bf16 on the CPU \(bf16 where the CPU computes "
+                                          "it natively: AVX512-BF16 or AMX\); got device cpu, precision bf16"):
+        load_classifier(engine="openvino", device="cpu", precision="bf16")
     with pytest.raises(ConfigError, match="precision 'int8' runs on engine openvino.*'torch'"):
         load_classifier(engine="torch", device="cpu", precision="int8")
 
