@@ -4,8 +4,9 @@
 
 resnext50_32x4d (random weights, BatchNorm folded) at 224 px, batch 1 and 16 of preprocessed photos-like
 images: torch eager (channels_last), ONNX Runtime fp32, OpenVINO fp32 and OpenVINO + NNCF int8 through
-resnext_core's own runners and disk cache (a temporary TORCH_HOME: every build is timed from nothing), and,
-where torchao is installed, the torch PT2E int8 recipe that OpenVINO + NNCF replaced (torchao's
+resnext_core's own runners and disk cache (a temporary TORCH_HOME: every build is timed from nothing), torch
+bf16 autocast and OpenVINO bf16 where the CPU computes bf16 natively (AVX512-BF16 or AMX: precision auto's
+choice there), and, where torchao is installed, the torch PT2E int8 recipe that OpenVINO + NNCF replaced (torchao's
 X86InductorQuantizer + inductor: needs a C++ compiler). Prints build times, the largest logit difference to
 torch and medians with their speed-up over torch eager; writes them as JSON.
 """
@@ -61,9 +62,9 @@ def main(argv=None) -> int:
     from resnext_core.inference import fold_batch_norms
     from resnext_core.models import build_model
     from resnext_core.onnx_engine import onnxruntime_runner
-    from resnext_core.openvino_engine import openvino_runner
+    from resnext_core.openvino_engine import inference_precision_for, openvino_runner
     from resnext_core.preprocess import Preprocessing
-    from resnext_core.runtime import disable_openmp_dynamic_threads, is_installed
+    from resnext_core.runtime import cpu_has_native_bf16, disable_openmp_dynamic_threads, is_installed
 
     disable_openmp_dynamic_threads()
 
@@ -80,12 +81,22 @@ def main(argv=None) -> int:
         with torch.inference_mode():
             return eager_model(x.contiguous(memory_format=torch.channels_last))
 
+    def eager_bf16(x):
+        with torch.autocast("cpu", torch.bfloat16):
+            return eager(x).float()
+
     runners, build_s = {"torch eager": eager}, {}
+    if cpu_has_native_bf16():
+        runners["torch bf16"] = eager_bf16
     runners["onnxruntime fp32"], build_s["onnxruntime fp32 (export)"] = timed(lambda: onnxruntime_runner("race", 224, build))
     runners["openvino fp32"], build_s["openvino fp32 (convert)"] = timed(lambda: openvino_runner("race", 224, build))
-    runners["openvino int8"], build_s["openvino int8 (quantize)"] = timed(
-        lambda: openvino_runner("race", 224, build, calibration.numpy()))
-    _, build_s["openvino int8 (load, cache filled)"] = timed(lambda: openvino_runner("race", 224, build, calibration.numpy()))
+    if cpu_has_native_bf16():  # the same cache entry, compiled for bf16
+        runners["openvino bf16"], build_s["openvino bf16 (compile)"] = timed(
+            lambda: openvino_runner("race", 224, build, inference_precision=inference_precision_for(torch.bfloat16)))
+    int8 = lambda: openvino_runner("race", 224, build, calibration.numpy(),  # noqa: E731
+                                   inference_precision=inference_precision_for(torch.int8))
+    runners["openvino int8"], build_s["openvino int8 (quantize)"] = timed(int8)
+    _, build_s["openvino int8 (load, cache filled)"] = timed(int8)
     if is_installed("torchao"):
         runners["pt2e int8"], build_s["pt2e int8 (quantize)"] = timed(lambda: pt2e_int8(build(), calibration))
         for batch, x in inputs.items():  # inductor compiles at the first call of each batch size
@@ -96,6 +107,7 @@ def main(argv=None) -> int:
     median = race(contenders, args.repeats)
     speedup = {name: median[f"torch eager {name.rsplit(' ', 1)[1]}"] / seconds for name, seconds in median.items()}
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+              "native_bf16": cpu_has_native_bf16(),
               "torch": torch.__version__, "engines": engine_versions(), "build_s": build_s,
               "max_logit_difference_to_torch_b16": difference, "median_s": median, "speedup_vs_torch_eager": speedup}
     print(f"{report['machine']}, torch {report['torch']}, {report['engines']}")
