@@ -116,6 +116,13 @@ def check_batch_size(batch_size: int, world_size: int) -> None:
                           f"use a multiple of {world_size} of at least {2 * world_size}")
 
 
+def check_sync_batchnorm(sync_batchnorm: bool, device: torch.device, world_size: int) -> None:
+    """torch's SyncBatchNorm runs on CUDA only: on the CPU every process would fail at its first step."""
+    if sync_batchnorm and world_size > 1 and device.type != "cuda":
+        raise ConfigError(f"sync_batchnorm needs CUDA devices (torch's SyncBatchNorm runs on GPU modules only), "
+                          f"got device {device}: turn sync_batchnorm off to train on several CPU processes")
+
+
 # --- inside a training process -----------------------------------------------------------------
 def start(world: World, device: torch.device, gpus: str = "") -> torch.device:
     """Join the process group (NCCL on CUDA, gloo on the CPU); returns this rank's device."""

@@ -22,7 +22,7 @@ import threading
 import time
 from multiprocessing.connection import Client, Listener
 
-from .distributed import check_batch_size
+from .distributed import check_batch_size, check_sync_batchnorm
 from .errors import WorkerError
 
 # Run by each worker: the folder holding resnext_core goes first on sys.path, so the plugin's own copy runs.
@@ -148,12 +148,14 @@ def train(config, callbacks: Callbacks, progress_bar: bool = False, echo_output:
     from .training import Trainer
 
     config.validate()
-    processes = process_count(config.processes, resolve_device(config.device), config.gpus)
+    device = resolve_device(config.device)
+    processes = process_count(config.processes, device, config.gpus)
     if processes == 1 and nodes.count == 1:
         trainer = Trainer(config, on_start=callbacks.on_start, on_batch=callbacks.on_batch, on_epoch=callbacks.on_epoch,
                           should_stop=callbacks.should_stop, log=callbacks.log, progress_bar=progress_bar)
         return trainer.run()
     check_batch_size(config.batch_size, processes * nodes.count)
+    check_sync_batchnorm(config.sync_batchnorm, device, processes * nodes.count)
     return launch_training(Schema(type(config)).stored(config), processes, callbacks, echo_output, nodes)
 
 

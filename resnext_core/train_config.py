@@ -82,7 +82,7 @@ class TrainConfig:
         kind=TEXT, parse_with=parse_gpus, accepted="e.g. `0,1`; empty = all", group=ADVANCED)
     sync_batchnorm: bool = option(
         False, "Sync BatchNorm", "With several processes, BatchNorm statistics over the whole batch instead of "
-        "each process's share (slower; helps small per-GPU batches).", group=ADVANCED)
+        "each process's share (slower; helps small per-GPU batches). CUDA only.", group=ADVANCED)
     patience: int = option(0, "Early-stop patience", "Epochs without improvement before stopping (0 = never).", low=0, high=100_000, group=ADVANCED)
     export_pth: bool = option(True, "Export best.pth", "Keep the best epoch's checkpoint (last.pth is always kept).", group=ADVANCED)
     export_onnx: bool = option(False, "Export ONNX", "Also write model.onnx of the best epoch.", group=ADVANCED)
