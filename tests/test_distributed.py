@@ -60,12 +60,91 @@ def test_process_parameters_are_checked_before_anything_starts(tmp_path):
     with pytest.raises(Exception, match="batch_size 8 is the global batch, split evenly over 3 processes"):
         task.run()
     assert not os.path.exists(tmp_path / "out"), "nothing written, no process started"
+    task.set_parameters({"batch_size": "6", "sync_batchnorm": "True"})
+    with pytest.raises(Exception, match="sync_batchnorm needs CUDA devices .* got device cpu"):
+        task.run()
+    assert not os.path.exists(tmp_path / "out")
+
+
+# Three SGD steps of the trainer's parts on fixed global batches of 8, in fp32, one thread per process.
+# "trainer": train_one_epoch on this process's shard of each batch (the whole batch on one process).
+# "shards": one process, each batch's gradient accumulated over its two halves, each half's loss halved.
+# Rank 0 (or the single process) saves the model's parameters.
+DDP_STEPS = """
+import sys
+import torch
+from resnext_core import distributed
+from resnext_core.train_config import TrainConfig
+from resnext_core.training import build_classifier, build_optimizer, train_one_epoch
+
+mode, out = sys.argv[1], sys.argv[2]
+world = distributed.world_from_environment()
+device = distributed.start(world, torch.device("cpu"))
+config = TrainConfig(model_name="resnext50", weights="none", train_mode="scratch", optimizer="sgd",
+                     learning_rate=0.05, momentum=0.9, weight_decay=0.0005)
+torch.manual_seed(0)
+model = build_classifier(config, 4, device, world)
+optimizer = build_optimizer(model, config)
+criterion = torch.nn.CrossEntropyLoss()
+images = torch.randn(3, 8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+labels = torch.randint(0, 4, (3, 8), generator=torch.Generator().manual_seed(2))
+if mode == "trainer":
+    share = 8 // world.size
+    shard = slice(world.rank * share, (world.rank + 1) * share)
+    train_one_epoch(distributed.wrap_model(model, device, world), [(images[i, shard], labels[i, shard]) for i in range(3)],
+                    criterion, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                    torch.amp.GradScaler("cpu", enabled=False), device, torch.float32, epoch=0)
+else:
+    model.train()
+    for i in range(3):
+        optimizer.zero_grad()
+        for half in (slice(0, 4), slice(4, 8)):
+            (criterion(model(images[i, half].contiguous(memory_format=torch.channels_last)), labels[i, half]) / 2).backward()
+        optimizer.step()
+if world.is_main:
+    torch.save({name: p.detach() for name, p in model.named_parameters()}, out)
+distributed.finish(world)
+"""
+
+
+def _ddp_steps(tmp_path, mode: str, processes: int = 1) -> dict:
+    out = tmp_path / f"{mode}-{processes}.pt"
+    port, ranks = str(_free_port()), []
+    for rank in range(processes):
+        world = {"RANK": str(rank), "WORLD_SIZE": str(processes), "LOCAL_RANK": str(rank),
+                 "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port} if processes > 1 else {}
+        ranks.append(subprocess.Popen([sys.executable, "-c", DDP_STEPS, mode, str(out)], cwd=ROOT,
+                                      env=dict(os.environ, OMP_NUM_THREADS="1", **world),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for process in ranks:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    return torch.load(out, weights_only=True)
+
+
+def _largest_difference(one: dict, other: dict) -> float:
+    assert one.keys() == other.keys()
+    return max((one[name] - other[name]).abs().max().item() for name in one)
+
+
+def test_steps_on_two_processes_equal_one_process_stepping_on_the_same_shards(tmp_path):
+    """DDP averages the gradients of each rank's shard: two processes end where one process does that
+    accumulates the two halves' gradients, to float rounding; the shards and the averaging are the trainer's.
+    BatchNorm normalises each shard by itself, so the whole batch on one process is another run."""
+    two_processes = _ddp_steps(tmp_path, "trainer", processes=2)
+    assert _largest_difference(two_processes, _ddp_steps(tmp_path, "shards")) < 1e-4
+    assert _largest_difference(two_processes, _ddp_steps(tmp_path, "trainer")) > 1e-3
 
 
 @pytest.mark.slow
 def test_two_processes_through_the_plugin_match_one(tmp_path, digits, digits_model, heldout):
     """The same recipe and global batch on 2 gloo processes: one checkpoint the inference plugin loads,
-    held-out accuracy within 2 points of the single-process run; the plugin's outputs as with one process."""
+    held-out accuracy near the single-process run's; the plugin's outputs as with one process.
+
+    The two runs differ beyond rounding (BatchNorm normalises each process's half batch, as the test above
+    shows, and bf16 autocast rounds differently where the CPU has it), so their accuracies differ as two
+    runs do: on 360 digits near 95%, the difference of two runs has a standard deviation of about 1.6
+    points; 4 points is 2.5 of them. The step's exact equivalence is the test above's."""
     _, task = new_task(TRAIN, {**DIGITS_RECIPE, "dataset_folder": os.path.join(digits, "train"),
                                "output_folder": str(tmp_path), "processes": "2"})
     task.run()
@@ -79,7 +158,7 @@ def test_two_processes_through_the_plugin_match_one(tmp_path, digits, digits_mod
     assert [row["epoch"] for row in history] == list(range(1, int(DIGITS_RECIPE["epochs"]) + 1))
     single, double = heldout_accuracy(digits_model, heldout), heldout_accuracy(os.path.join(run, "best.pth"), heldout)
     print(f"held-out accuracy: 1 process {single:.3f}, 2 processes {double:.3f}")
-    assert abs(double - single) <= 0.02
+    assert abs(double - single) <= 0.04 and double >= 0.9
 
 
 def _cli(args, **kwargs):
