@@ -127,8 +127,8 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 # --- set-up -----------------------------------------------------------------------------------
 def build_classifier(config: TrainConfig, num_classes: int, device: torch.device, world: World = SINGLE) -> nn.Module:
     model = build_model(config.model_name, zero_init_residual=not config.pretrained)
+    distributed.check_sync_batchnorm(config.sync_batchnorm, device, world.size)  # again here: torchrun starts no launch.py
     if config.sync_batchnorm and world.distributed:  # same parameters and state_dict keys as BatchNorm2d
-        distributed.check_sync_batchnorm(config.sync_batchnorm, device, world.size)  # under torchrun directly
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config.pretrained:
         model.load_state_dict(load_pretrained_state_dict(resolve_weights(config.model_name, config.weights)))
