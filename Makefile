@@ -8,33 +8,34 @@ STAMP := $(VENV)/.requirements-installed
 
 install: $(STAMP) plugins
 
-# Reinstalled only when a requirements file changes: a second `make install` takes seconds.
-$(STAMP): requirements.txt requirements-dev.txt
+# The core installed editable with the plugins' platform and the test tools (pyproject.toml states every pin);
+# reinstalled only when pyproject.toml changes: a second `make install` takes seconds.
+$(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet -e ".[plugins,dev]"
 	touch $@
 
 plugins: $(STAMP)
-	$(PY) scripts/install_plugins.py
+	$(PY) -m resnext_tools.plugins
 
-# Development: Ikomia's plugin folders become links to this checkout; edits take effect on the next run.
+# Development: Ikomia's plugin folders become links to this checkout's; edits take effect on the next run.
 develop: $(STAMP)
-	$(PY) scripts/install_plugins.py --link
+	$(PY) -m resnext_tools.plugins --link
 
 test: install
 	$(PY) -m pytest
 
 demo: install
-	$(PY) scripts/demo.py
+	$(PY) -m resnext_tools.demo
 
 # The README's pictures (docs/images/), from the demo's real run and the panels rendered offscreen.
 pictures: demo
-	$(PY) scripts/readme_pictures.py
+	$(PY) -m resnext_tools.pictures
 
 package: $(STAMP)
 	rm -rf dist
-	$(PY) scripts/install_plugins.py --dest dist --zip
+	$(PY) -m resnext_tools.plugins --dest dist --zip
 
 clean:
 	rm -rf dist demo_output .pytest_cache

@@ -1,9 +1,9 @@
 """A training step on 2 gloo processes (DDP on the CPU, how the tests run it): the recipe's step against
 DDP's and torch.optim's defaults.
 
-  python benchmarks/ddp_step.py [--size 32] [--batch 32] [--rounds 3] [--steps 14] [--out benchmarks/results/ddp_step.json]
+  python -m benchmarks ddp-step [--size 32] [--batch 32] [--rounds 3] [--steps 14]
 
-Recipe: distributed.wrap_model (DDP with gradient_as_bucket_view) and training.build_optimizer (AdamW, fused).
+Recipe: distributed.wrap_model (DDP with gradient_as_bucket_view) and loop.build_optimizer (AdamW, fused).
 Defaults: DistributedDataParallel(model) and torch.optim.AdamW(parameters). Each process takes one core's
 share of threads and half the global batch of random images; the two set-ups alternate for --rounds rounds,
 and each round's first 2 steps are not timed. Also times one process stepping the whole batch with the
@@ -11,15 +11,11 @@ recipe's optimizer and with the default, for reference. Prints median millisecon
 """
 from __future__ import annotations
 
-import argparse
 import os
-import socket
 import statistics
-import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "benchmarks")]
+from .common import default_out, timed, write_report
+
 WORLD_SIZE = 2
 WARMUP_STEPS = 2
 
@@ -31,21 +27,22 @@ def timed_steps(model, optimizer, batch: int, size: int, steps: int) -> float:
 
     images = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (batch,))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+    def step():
         optimizer.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
-        times.append(time.perf_counter() - start)
+
+    times = [timed(step)[1] for _ in range(steps)]
     return statistics.median(times[WARMUP_STEPS:])
 
 
 def build(recipe: bool, world=None):
     import torch
 
-    from resnext_core import distributed, models
-    from resnext_core.training import TrainConfig, build_optimizer
+    from resnext_core.common import models
+    from resnext_core.training import distributed
+    from resnext_core.training.config import TrainConfig
+    from resnext_core.training.loop import build_optimizer
 
     torch.manual_seed(0)
     model = models.build_model("resnext50", num_classes=10).to(memory_format=torch.channels_last)
@@ -62,7 +59,7 @@ def worker(rank: int, port: int, recipe: bool, args, results) -> None:
     import torch
     import torch.distributed as dist
 
-    from resnext_core.distributed import World
+    from resnext_core.common.world import World
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORLD_SIZE))
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
@@ -73,24 +70,19 @@ def worker(rank: int, port: int, recipe: bool, args, results) -> None:
     dist.destroy_process_group()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser) -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32, help="the global batch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=14)
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "ddp_step.json"))
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default=default_out("ddp-step"))
+
+
+def run(args) -> int:
     import torch
     import torch.multiprocessing as mp
 
-    from benchmark import cpu_model, write_report
+    from resnext_core.training.launch import free_port
 
     single = {"recipe": [], "defaults": []}
     ddp = {"recipe": [], "defaults": []}
@@ -103,8 +95,7 @@ def main(argv=None) -> int:
             ddp[name].append(results.get())
             print(f"{name}: 1 process {single[name][-1] * 1000:.0f} ms, {WORLD_SIZE} processes "
                   f"{ddp[name][-1] * 1000:.0f} ms per step", flush=True)
-    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
-              "input_size": args.size, "global_batch": args.batch,
+    report = {"input_size": args.size, "global_batch": args.batch,
               "median_ms": {f"{processes} {name}": statistics.median(times) * 1000
                             for processes, runs in (("1 process", single), (f"{WORLD_SIZE} processes", ddp))
                             for name, times in runs.items()}}
@@ -116,7 +107,3 @@ def main(argv=None) -> int:
         print(f"{processes}: the recipe's step {ratio:.2f}x the speed of the defaults'")
     write_report(report, args.out)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

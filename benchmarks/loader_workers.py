@@ -1,6 +1,6 @@
 """Data-loader workers on this machine: what `num_workers` auto rests on.
 
-  python benchmarks/loader_workers.py [--workers 0 1 2] [--rounds 2] [--size 224] [--out benchmarks/results/loader_workers.json]
+  python -m benchmarks loader-workers [--workers 0 1 2] [--rounds 2] [--size 224]
 
 A folder of 640x480 JPEG photos (2 classes x 48), the training recipe's augmentation at --size: first the
 loader alone (img/s of decoded, augmented batches: what could feed a GPU), then whole one-epoch trainings of
@@ -9,23 +9,17 @@ interleaved for --rounds rounds. Prints medians and each count's epoch time rela
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "benchmarks")]
+from .common import default_out, photo, timed, write_report
 
 IMAGES_PER_CLASS = 48
 
 
 def photo_folder() -> str:
     from PIL import Image
-
-    from benchmark import photo
 
     root = tempfile.mkdtemp(prefix="resnext-workers-")
     for label in range(2):
@@ -36,17 +30,18 @@ def photo_folder() -> str:
     return root
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "loader_workers.json"))
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default=default_out("loader-workers"))
+
+
+def run(args) -> int:
     os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="resnext-workers-torch-")
-    from benchmark import cpu_model, write_report
-    from resnext_core.runtime import disable_openmp_dynamic_threads
-    from resnext_core.training import TrainConfig, Trainer
+    from resnext_core.common.runtime import disable_openmp_dynamic_threads
+    from resnext_core.training.config import TrainConfig
+    from resnext_core.training.trainer import Callbacks, Trainer
 
     disable_openmp_dynamic_threads()
     dataset = photo_folder()
@@ -55,34 +50,25 @@ def main(argv=None) -> int:
         config = TrainConfig(dataset_folder=dataset, output_folder=tempfile.mkdtemp(prefix="resnext-workers-run-"),
                              model_name="resnext50", weights="none", train_mode="scratch", input_size=args.size,
                              epochs=1, batch_size=16, val_split=0.1, num_workers=workers, export_pth=False)
-        return Trainer(config, log=lambda line: None)
+        return Trainer(config, Callbacks(log=lambda line: None))
 
     loader_alone = {}
     for workers in args.workers:
         data = trainer(workers).data
-        start = time.perf_counter()
-        images = sum(len(batch) for batch, _ in data.train_loader(0, 0))
-        loader_alone[workers] = images / (time.perf_counter() - start)
+        images, seconds = timed(lambda: sum(len(batch) for batch, _ in data.train_loader(0, 0)))
+        loader_alone[workers] = images / seconds
         data.close()
         print(f"loader alone, {workers} workers: {loader_alone[workers]:.0f} img/s", flush=True)
     epochs = {workers: [] for workers in args.workers}
     for _ in range(args.rounds):
         for workers in args.workers:
-            run = trainer(workers)
-            start = time.perf_counter()
-            run.run()
-            epochs[workers].append(time.perf_counter() - start)
+            epochs[workers].append(timed(trainer(workers).run)[1])
             print(f"one epoch, {workers} workers: {epochs[workers][-1]:.1f} s", flush=True)
     medians = {workers: statistics.median(times) for workers, times in epochs.items()}
     reference = medians[args.workers[0]]
     for workers, median in medians.items():
         print(f"{workers} workers: epoch {median:.1f} s, {reference / median:.2f}x the speed of {args.workers[0]} workers")
-    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
-              "input_size": args.size, "images": 2 * IMAGES_PER_CLASS, "loader_alone_img_per_s": loader_alone,
+    report = {"input_size": args.size, "images": 2 * IMAGES_PER_CLASS, "loader_alone_img_per_s": loader_alone,
               "epoch_median_s": medians, "epoch_s": epochs}
     write_report(report, args.out)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

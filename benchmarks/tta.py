@@ -6,32 +6,23 @@ Two real datasets from scikit-learn's bundled digits, trained from scratch as th
               mirroring is right here
 Time is measured at the trained 32 px and at 224 px (the same model, input_size 224), interleaved.
 
-    python benchmarks/tta.py [--work DIR] [--repeats N]
+    python -m benchmarks tta [--work DIR] [--repeats N]
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "scripts")]
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from resnext_core import load_classifier
+from resnext_core.training.config import TRAIN_SCHEMA
+from resnext_core.training.trainer import Callbacks, Trainer
+from resnext_tools.digits import DIGITS_RECIPE, heldout_items, write_digits_dataset
 
-from demo import TRAIN_PARAMS  # noqa: E402  (the demo's recipe)
-from digits_dataset import heldout_items, write_digits_dataset  # noqa: E402
-from resnext_core.inference import load_classifier  # noqa: E402
-from resnext_core.schema import Schema  # noqa: E402
-from resnext_core.train_config import TrainConfig  # noqa: E402
-from resnext_core.training import Trainer  # noqa: E402
+from .common import default_out, timed, write_report
 
 SYMMETRIC_DIGITS = ("0", "1", "8")
 DATASETS = {  # name: (classes kept, random flips in training)
@@ -51,10 +42,10 @@ def keep_classes(folder: str, classes) -> None:
 
 
 def train(folder: str, hflip: bool, output: str) -> str:
-    values = {**TRAIN_PARAMS, "dataset_folder": os.path.join(folder, "train"), "output_folder": output,
+    values = {**DIGITS_RECIPE, "dataset_folder": os.path.join(folder, "train"), "output_folder": output,
               "hflip": str(hflip), "device": "cpu"}
-    config = Schema(TrainConfig).parse(values)
-    return os.path.join(Trainer(config, log=lambda line: None).run().run_folder, "best.pth")
+    config = TRAIN_SCHEMA.parse(values)
+    return os.path.join(Trainer(config, Callbacks(log=lambda line: None)).run().run_folder, "best.pth")
 
 
 def heldout(folder: str) -> tuple:
@@ -65,13 +56,13 @@ def heldout(folder: str) -> tuple:
 
 
 def accuracy(weight_file: str, images, labels, mirror: bool) -> float:
-    predicted = load_classifier(weight_file=weight_file, device="cpu", mirror=mirror).predict(images).argmax(1).numpy()
+    predicted = load_classifier(model_weight_file=weight_file, device="cpu", tta=mirror).predict(images).argmax(1).numpy()
     return float((predicted == labels).mean())
 
 
 def seconds_per_image(weight_file: str, images, input_size, repeats: int) -> dict:
     """Median seconds per image, off and on, measured interleaved on the same images."""
-    classifiers = {mirror: load_classifier(weight_file=weight_file, device="cpu", input_size=input_size, mirror=mirror)
+    classifiers = {mirror: load_classifier(model_weight_file=weight_file, device="cpu", input_size=input_size, tta=mirror)
                    for mirror in (False, True)}
     sample = images[:64]
     times = {False: [], True: []}
@@ -79,21 +70,19 @@ def seconds_per_image(weight_file: str, images, input_size, repeats: int) -> dic
         classifier.predict(sample[:2])  # warm-up
     for _ in range(repeats):
         for mirror, classifier in classifiers.items():
-            started = time.perf_counter()
-            classifier.predict(sample)
-            times[mirror].append((time.perf_counter() - started) / len(sample))
+            times[mirror].append(timed(lambda: classifier.predict(sample))[1] / len(sample))
     return {"off": float(np.median(times[False])), "on": float(np.median(times[True]))}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("--work", default="", help="folder for the datasets and runs (default: a temporary one)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--save", default="", help="write the results as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=default_out("tta"))
+
+
+def run(args) -> int:
     work = args.work or tempfile.mkdtemp(prefix="resnext-tta-")
-    results = {"date": datetime.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
-               f"{os.cpu_count()} cores", "datasets": {}}
+    results = {"datasets": {}}
     for name, (classes, hflip) in DATASETS.items():
         folder = os.path.join(work, name)
         write_digits_dataset(folder)
@@ -110,11 +99,5 @@ def main() -> int:
               f"({len(images)} images); time x{row['seconds_per_image_32px']['on'] / row['seconds_per_image_32px']['off']:.2f} "
               f"at 32 px, x{row['seconds_per_image_224px']['on'] / row['seconds_per_image_224px']['off']:.2f} at 224 px "
               f"({1000 * row['seconds_per_image_224px']['off']:.1f} -> {1000 * row['seconds_per_image_224px']['on']:.1f} ms/image)")
-    if args.save:
-        with open(args.save, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+    write_report(results, args.out)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,13 @@
 """Shared ResNeXt model building for the Ikomia plugins: no ikomia, no Qt.
 
-Entry points: load_classifier() for inference, the checkpoint format in checkpoint.py,
-the model table in models.py, preprocessing in preprocess.py.
+  common/     what both sides use: parameters, models, preprocessing, checkpoints, metrics, plots
+  inference/  InferConfig -> load_classifier() -> Classifier, engines, explanations, drawing
+  training/   TrainConfig -> Trainer (one process) or launch.train (several), its data, checkpoints, reports
+  train.py, predict.py, evaluate.py: the command lines (python -m resnext_core.train ...)
 """
-__version__ = "3.0.0"  # first: metadata.py reads it
+__version__ = "3.0.0"  # first: the plugins' metadata reads it
 
-from .checkpoint import ModelSpec, load_checkpoint, read_class_file, save_checkpoint
-from .errors import (
+from .common.errors import (
     CheckpointError,
     ConfigError,
     DatasetError,
@@ -14,15 +15,10 @@ from .errors import (
     ResNeXtError,
     WeightsUnavailableError,
 )
-from .inference import MODEL_CACHE, Classifier, load_classifier
-from .models import ALIASES, DEFAULT_MODEL, MODEL_NAMES, resolve_model_name, resolve_weights, weight_names
-from .preprocess import Preprocessing
-from .runtime import DEVICES, PRECISIONS
-
+from .inference.classifier import Classifier, load_classifier
+from .inference.config import InferConfig
 
 __all__ = [
-    "ALIASES", "DEFAULT_MODEL", "DEVICES", "MODEL_CACHE", "MODEL_NAMES", "PRECISIONS",
-    "CheckpointError", "Classifier", "ConfigError", "DatasetError", "ImageError", "ModelSpec", "Preprocessing",
-    "ResNeXtError", "WeightsUnavailableError", "load_checkpoint", "load_classifier",
-    "read_class_file", "resolve_model_name", "resolve_weights", "save_checkpoint", "weight_names",
+    "CheckpointError", "Classifier", "ConfigError", "DatasetError", "ImageError", "InferConfig", "ResNeXtError",
+    "WeightsUnavailableError", "load_classifier",
 ]

@@ -20,8 +20,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from ..resnext_core.errors import ConfigError
-from ..resnext_core.schema import ADVANCED, BOOL, CHOICE, FILE, FLOAT, FOLDER, INT, SIZE
+from ..resnext_core.common.errors import ConfigError
+from ..resnext_core.common.schema import ADVANCED, BOOL, CHOICE, FILE, FLOAT, FOLDER, INT, SIZE
 
 
 def _auto_value(option) -> int:

@@ -87,7 +87,7 @@ def pytest_runtest_setup(item):
 @pytest.fixture(scope="session")
 def digits():
     """scikit-learn's digits as an image-folder dataset: train/<class>/*.png and heldout/<class>/*.png."""
-    from digits_dataset import write_digits_dataset
+    from resnext_tools.digits import write_digits_dataset
 
     folder = os.path.join(SESSION_DIR, "digits")
     write_digits_dataset(folder)
@@ -111,7 +111,7 @@ def heldout(digits):
     import numpy as np
     from PIL import Image
 
-    from digits_dataset import heldout_items
+    from resnext_tools.digits import heldout_items
 
     return [(np.asarray(Image.open(path).convert("RGB")), truth) for path, truth in heldout_items(digits)]
 
@@ -119,6 +119,31 @@ def heldout(digits):
 @pytest.fixture(scope="session")
 def session_dir():
     return SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights():
+    """Random "ImageNet" weights under every model's torchvision file name: the real weights API loads them."""
+    from resnext_core.common import models
+
+    from helpers import cache_random_weights
+
+    for name in models.MODEL_NAMES:
+        cache_random_weights(name)
+
+
+@pytest.fixture
+def photo(tmp_path, monkeypatch):
+    """photo.jpg in the current folder (tmp_path), as the README's examples expect it; returns its pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from helpers import textured_image
+
+    image = textured_image(240, 320)
+    Image.fromarray(image).save(tmp_path / "photo.jpg", quality=95)
+    monkeypatch.chdir(tmp_path)
+    return np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB"))
 
 
 def run_python(code: str, env_extra=None, timeout=600, cwd=None) -> subprocess.CompletedProcess:

@@ -1,18 +1,17 @@
-"""Shared test helpers: plugin installation, cached 'pretrained' weights, images, workflows."""
-import os
-import sys
-
+"""Shared test helpers (the fixtures are in conftest.py): plugin installation, cached 'pretrained' weights, images,
+checkpoints and datasets, tasks created as users create them."""
 import glob
+import json
+import os
 
 import numpy as np
 import torch
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-import install_plugins as installer  # noqa: E402
-from resnext_core import checkpoint, models  # noqa: E402
-from resnext_core.preprocess import Preprocessing  # noqa: E402
+from resnext_core.common import checkpoint, models
+from resnext_core.common.preprocess import Preprocessing
+from resnext_tools import plugins as installer
+from resnext_tools.digits import DIGITS_RECIPE as FULL_DIGITS_RECIPE
 
 PLUGIN_DIR = os.path.join(os.environ["HOME"], "Ikomia", "Plugins", "Python")
 INFER = "infer_torchvision_resnext"
@@ -116,10 +115,8 @@ def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None,
     return root
 
 
-# Three epochs from scratch on the digits' train split: the digits_model fixture's recipe (conftest.py).
-DIGITS_RECIPE = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "epochs": "3", "batch_size": "32",
-                 "optimizer": "adamw", "learning_rate": "0.002", "weight_decay": "0.05", "hflip": "False",
-                 "min_crop_scale": "0.6", "val_split": "0.1"}
+# The demo's recipe, three epochs instead of eight: the digits_model fixture's (conftest.py).
+DIGITS_RECIPE = {**FULL_DIGITS_RECIPE, "epochs": "3"}
 
 
 def heldout_accuracy(checkpoint_path: str, heldout: list) -> float:
@@ -131,3 +128,21 @@ def heldout_accuracy(checkpoint_path: str, heldout: list) -> float:
         infer.run()
         correct += infer.get_whole_image_results()[0][0] == truth
     return correct / len(heldout)
+
+
+# A peak RSS in MiB, as code for a script run by run_python (VmHWM: ru_maxrss would survive exec).
+PEAK_RSS = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024"
+# A script that trains through the plugin: TRAIN_SCRIPT.format(train=TRAIN, params=repr(parameters)).
+TRAIN_SCRIPT = """
+import sys
+from ikomia.dataprocess.workflow import Workflow
+task = Workflow().add_task(name="{train}")
+task.set_parameters({params})
+task.run()
+"""
+
+
+def json_tail(completed) -> dict:
+    """The JSON object a run_python script printed last; its stderr where it failed."""
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])

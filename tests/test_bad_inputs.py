@@ -12,9 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import (INFER, TRAIN, FileCreatingPayload, cache_random_weights, new_task, small_checkpoint, textured_image,
-                     tiny_dataset)
-from resnext_core import models
+from resnext_core.common import models
+
+from helpers import (
+    INFER, TRAIN, FileCreatingPayload, new_task, small_checkpoint, textured_image, tiny_dataset
+)
 
 OK = "result"
 
@@ -238,11 +240,6 @@ if not torch.cuda.is_available():
         Case("fp16-on-cpu", INFER, ["fp16", "CUDA"], {"precision": "fp16", "device": "cpu"}),
         Case("train-cuda-without-cuda", TRAIN, ["CUDA is not available"], {"device": "cuda"}, prepare=TRAIN_GOOD),
     ]
-
-
-@pytest.fixture(scope="module")
-def imagenet_weights():
-    cache_random_weights("resnext50")
 
 
 def _run_case(case, tmp_path, digits):

@@ -15,17 +15,21 @@ import torch
 from PIL import Image
 from sklearn.utils.class_weight import compute_class_weight
 
-from digits_dataset import heldout_items
-from helpers import TRAIN, new_task, tiny_dataset
 from resnext_core import load_classifier
-from resnext_core.balance import (IMBALANCE_RATIO, MIN_TRAIN_IMAGES, balanced_class_weights, image_sampling_weights,
-                                  imbalance_warnings, smallest_classes_line)
-from resnext_core.data import EpochBatches
-from resnext_core.errors import ConfigError
-from resnext_core.recording import CLASS_COUNTS_CSV, RunRecorder
-from resnext_core.schema import Schema
-from resnext_core.training import TrainConfig, Trainer, build_setup
+from resnext_core.common.errors import ConfigError
+from resnext_core.common.schema import Schema
+from resnext_core.training.class_balance import (
+    IMBALANCE_RATIO, MIN_TRAIN_IMAGES, balanced_class_weights, image_sampling_weights, imbalance_warnings,
+    smallest_classes_line
+)
+from resnext_core.training.config import TrainConfig
+from resnext_core.training.data import EpochBatches
+from resnext_core.training.loop import build_setup
+from resnext_core.training.records import CLASS_COUNTS_CSV, RunRecorder
+from resnext_core.training.trainer import Callbacks, Trainer
+from resnext_tools.digits import heldout_items
 
+from helpers import TRAIN, new_task, tiny_dataset
 
 # --- balanced sampling ------------------------------------------------------------------------
 LABELS = [0] * 400 + [1] * 200 + [2] * 10
@@ -168,7 +172,7 @@ def _heldout_of_chosen(digits):
 
 
 def _predicted_labels(weight_file, images) -> np.ndarray:
-    classifier = load_classifier(weight_file=weight_file, device="cpu", precision="fp32", engine="torch")
+    classifier = load_classifier(model_weight_file=weight_file, device="cpu", precision="fp32", engine="torch")
     assert classifier.class_names == CHOSEN
     return classifier.predict(images).argmax(1).numpy()
 
@@ -186,7 +190,7 @@ def test_balancing_raises_the_rare_class_recall_on_heldout_digits(tmp_path, digi
                              weights="none", train_mode="scratch", input_size=32, epochs=EPOCHS, batch_size=32,
                              optimizer="adamw", learning_rate=0.002, weight_decay=0.05, min_crop_scale=0.6,
                              hflip=False, val_split=0.1, seed=0, export_pth=False, class_balance=setting)
-        trainer = Trainer(config, log=lambda line: None)
+        trainer = Trainer(config, Callbacks(log=lambda line: None))
         rare_images = trainer.data.train_counts[rare]
         predicted = _predicted_labels(os.path.join(trainer.run().run_folder, "last.pth"), images)
         recalls[setting] = np.array([(predicted[truth == label] == label).mean() for label in range(len(CHOSEN))])

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from resnext_core.common.checkpoint import load_checkpoint, safe_load
+from resnext_core.common.errors import ConfigError
+from resnext_core.training import distributed
+from resnext_core.training.data import EpochBatches
+
 from conftest import ROOT
 from helpers import DIGITS_RECIPE, INFER, TRAIN, heldout_accuracy, new_task, tiny_dataset
-from resnext_core import distributed
-from resnext_core.checkpoint import load_checkpoint, safe_load
-from resnext_core.data import EpochBatches
-from resnext_core.errors import ConfigError
 
-CLI = [sys.executable, "-m", "resnext_core.train_cli"]
+CLI = [sys.executable, "-m", "resnext_core.train"]
 SMALL = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "batch_size": "8", "optimizer": "adamw",
          "learning_rate": "0.002", "hflip": "False", "val_split": "0.25", "export_pth": "False"}
 
@@ -73,12 +74,13 @@ def test_process_parameters_are_checked_before_anything_starts(tmp_path):
 DDP_STEPS = """
 import sys
 import torch
-from resnext_core import distributed
-from resnext_core.train_config import TrainConfig
-from resnext_core.training import build_classifier, build_optimizer, train_one_epoch
+from resnext_core.common.world import world_from_environment
+from resnext_core.training import distributed
+from resnext_core.training.config import TrainConfig
+from resnext_core.training.loop import TrainingSetup, build_classifier, build_optimizer, train_one_epoch
 
 mode, out = sys.argv[1], sys.argv[2]
-world = distributed.world_from_environment()
+world = world_from_environment()
 device = distributed.start(world, torch.device("cpu"))
 config = TrainConfig(model_name="resnext50", weights="none", train_mode="scratch", optimizer="sgd",
                      learning_rate=0.05, momentum=0.9, weight_decay=0.0005)
@@ -91,9 +93,10 @@ labels = torch.randint(0, 4, (3, 8), generator=torch.Generator().manual_seed(2))
 if mode == "trainer":
     share = 8 // world.size
     shard = slice(world.rank * share, (world.rank + 1) * share)
-    train_one_epoch(distributed.wrap_model(model, device, world), [(images[i, shard], labels[i, shard]) for i in range(3)],
-                    criterion, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
-                    torch.amp.GradScaler("cpu", enabled=False), device, torch.float32, epoch=0)
+    setup = TrainingSetup(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                          torch.amp.GradScaler("cpu", enabled=False), criterion, criterion, device, torch.float32,
+                          distributed.wrap_model(model, device, world))
+    train_one_epoch(setup, [(images[i, shard], labels[i, shard]) for i in range(3)], epoch=0)
 else:
     model.train()
     for i in range(3):

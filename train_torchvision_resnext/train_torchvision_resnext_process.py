@@ -1,7 +1,6 @@
 """train_torchvision_resnext: Param, task and factory, thin adapters over resnext_core.training.
 
-Its parameters are declared once, in resnext_core.train_config.TrainConfig; this file adds the public
-plugin's legacy names.
+Its parameters are declared once, in resnext_core.training.config.TrainConfig (with the public plugin's names).
 """
 import copy
 import dataclasses
@@ -18,11 +17,11 @@ from ikomia import core, dataprocess
 from ikomia.core import config as ikomia_config
 from ikomia.dnn import dnntrain
 
-from .resnext_core.recording import (
+from .resnext_core.training.config import TRAIN_SCHEMA, TrainConfig
+from .resnext_core.training.launch import train
+from .resnext_core.training.records import (
     CONFUSION_MATRIX_PNG, PICTURES, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
-from .resnext_core.schema import BOOL, Legacy, Schema
-from .resnext_core.train_config import TrainConfig
-from .resnext_core.launch import Callbacks, train
+from .resnext_core.training.trainer import Callbacks
 from .resnext_ikomia.metadata import KEYWORDS, fill_info
 from .resnext_ikomia.param import SchemaParam
 
@@ -37,24 +36,6 @@ PICTURE_OUTPUTS = {index: (name, PICTURE_TITLES[name]) for index, name in enumer
 LOG_EVERY_S = 10.0  # batch lines in the log: often enough to watch, rarely enough to read
 # A child of Ikomia's logger: its lines go where Ikomia's own go, the console (STUDIO's log) and log.txt.
 LOGGER = logging.getLogger("ikomia.train_torchvision_resnext")
-
-# The public plugin's booleans, mapped onto train_mode and weights.
-LEGACY = [
-    Legacy(
-        "feature_extract", BOOL,
-        read=lambda config: config.train_mode == "feature_extract",
-        write=lambda on: {"train_mode": "feature_extract" if on else "fine_tune"},
-        help="legacy: `True` = `train_mode` `feature_extract`",
-    ),
-    Legacy(
-        "use_pretrained", BOOL,
-        read=lambda config: config.pretrained,
-        write=lambda on: {"train_mode": "fine_tune", "weights": "DEFAULT"} if on else {"train_mode": "scratch"},
-        help="legacy: `False` = `train_mode` `scratch`",
-    ),
-]
-TRAIN_SCHEMA = Schema(TrainConfig, legacy=LEGACY)
-
 
 def default_output_folder() -> str:
     """In the user's Ikomia data folder, never inside the plugin's install folder."""
@@ -134,8 +115,8 @@ class TrainResNeXt(dnntrain.TrainProcess):
         self.run_folder = ""
         for index in PICTURE_OUTPUTS:
             self.get_output(index).clear_data()
-        callbacks = Callbacks(on_start=self._on_start, on_batch=self._on_batch, on_epoch=self._on_epoch,
-                              should_stop=lambda: self._stop_requested, log=log)
+        callbacks = Callbacks(on_start=self._on_start, on_batch=self._on_batch, on_epoch=self._on_epoch, log=log,
+                              should_stop=lambda: self._stop_requested)
         try:
             # With processes > 1, the training runs in worker processes; the callbacks still come here.
             result = train(self._config(), callbacks, progress_bar=sys.stderr.isatty())  # terminals get a tqdm bar

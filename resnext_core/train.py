@@ -1,0 +1,117 @@
+"""Train from the command line: the training plugin's parameters, on one process or many.
+
+    python -m resnext_core.train --dataset_folder data --output_folder runs --epochs 5
+    python -m resnext_core.train --config params.json --processes 2        # 2 processes on this machine
+    python -m resnext_core.train --config params.json --processes 8 \\
+        --nnodes 2 --node-rank 0 --master-addr node1 --master-port 29500   # on node1; node-rank 1 on the other
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
+        -m resnext_core.train --config params.json                         # each process is one rank
+
+--config reads a JSON object of parameters (the names and values the plugin shows, e.g. from a saved
+workflow's task parameters); flags override it. Under torchrun each process trains as the rank torchrun
+gives it and `processes` is ignored. Ctrl-C (or the SIGTERM torchrun forwards) stops every rank within a
+batch; last.pth then resumes the run, with any number of processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from dataclasses import asdict
+
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from .common.cli import add_parameter_flags, parsed_config
+from .common.errors import ResNeXtError
+from .common.world import world_from_environment
+from .training import distributed
+from .training.config import TRAIN_SCHEMA
+from .training.launch import ONE_NODE, Nodes, RelayClient, train
+from .training.trainer import Callbacks, Trainer
+
+MASTER_PORT = 29500  # torchrun's default; one machine alone takes a free port instead
+
+
+def parser() -> argparse.ArgumentParser:
+    parsed = argparse.ArgumentParser(prog="python -m resnext_core.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parsed.add_argument("--launch-file", help=argparse.SUPPRESS)  # written by launch.py for its workers
+    machines = parsed.add_argument_group("several machines (without torchrun)")
+    machines.add_argument("--nnodes", type=int, default=ONE_NODE.count, help="machines in the run")
+    machines.add_argument("--node-rank", type=int, default=ONE_NODE.rank, help="this machine's index, 0 hosting the rendezvous")
+    machines.add_argument("--master-addr", default=ONE_NODE.master_addr, help="node 0's address, as the others reach it")
+    machines.add_argument("--master-port", type=int, default=MASTER_PORT, help="node 0's rendezvous port")
+    machines.add_argument("--rendezvous-timeout", type=float, default=ONE_NODE.timeout,
+                          help="seconds to wait for node 0 and for every machine")
+    add_parameter_flags(parsed, TRAIN_SCHEMA, "the training plugin's parameters")
+    return parsed
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def stop_on_signals() -> dict:
+    """Ctrl-C and SIGTERM ask for a stop (checked before every batch) instead of killing the run."""
+    stop = {"asked": False}
+
+    def ask_stop(signum, frame):
+        stop["asked"] = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, ask_stop)
+    return stop
+
+
+def printed_callbacks(stop: dict) -> Callbacks:
+    return Callbacks(on_start=lambda folder: print_line(f"run folder {folder}"), log=print_line,
+                     should_stop=lambda: stop["asked"])
+
+
+def train_as_rank(config, world, relay: RelayClient | None, stop: dict) -> None:
+    """One rank's part of a run started by torchrun or launch.py; rank 0 of launch.py's run relays its callbacks."""
+    callbacks = relay.callbacks(lambda: stop["asked"]) if relay is not None else printed_callbacks(stop)
+    trainer = Trainer(config, callbacks, world=world)
+    try:
+        result = trainer.run()
+    finally:
+        distributed.finish(world)
+    if relay is not None:
+        relay.send("result", asdict(result))
+    elif world.is_main:
+        print_line(f"{'stopped' if result.stopped else 'done'}: {result.run_folder}")
+
+
+@record  # a worker's exception reaches the launcher's error, not only its log
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    stop = stop_on_signals()
+    world = world_from_environment()
+    if args.launch_file:  # a worker of launch.py
+        with open(args.launch_file, encoding="utf-8") as handle:
+            launch = json.load(handle)
+        relay = RelayClient(launch["relay"], bytes.fromhex(launch["authkey"])) if world.is_main and launch["relay"] else None
+        train_as_rank(TRAIN_SCHEMA.parse(launch["config"]), world, relay, stop)
+    elif world.distributed:  # a worker of torchrun
+        train_as_rank(parsed_config(args, TRAIN_SCHEMA), world, None, stop)
+    else:
+        config = parsed_config(args, TRAIN_SCHEMA)
+        nodes = Nodes(args.nnodes, args.node_rank, args.master_addr, args.master_port if args.nnodes > 1 else 0,
+                      args.rendezvous_timeout)
+        if not (nodes.count >= 1 and 0 <= nodes.rank < nodes.count):
+            raise ResNeXtError(f"--node-rank must be between 0 and --nnodes - 1 ({nodes.count - 1}), got {nodes.rank}")
+        result = train(config, printed_callbacks(stop), progress_bar=sys.stderr.isatty(), echo_output=True, nodes=nodes)
+        if result is None:
+            print_line(f"node {nodes.rank}: its processes are done; node 0 holds the run folder")
+        else:
+            print_line(f"{'stopped' if result.stopped else 'done'}: {result.run_folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ResNeXtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,207 @@
+"""The training loop's parts, shared by the Trainer and the tests: set-up (model, optimizer, schedule, losses)
+and computing (one epoch, predictions, validation metrics). No files, no callbacks: trainer.py orchestrates.
+
+Recipe: RandomResizedCrop + flip (data.py); validation with exactly the inference preprocessing; SGD or AdamW;
+linear warmup then cosine decay (per step); label smoothing; optional class balancing (weighted loss or
+balanced sampling); AMP on CUDA, bf16 autocast on CPUs with native bf16; channels_last; on several processes
+with DDP (distributed.py). After torchvision's references/classification/train.py.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..common.errors import ConfigError
+from ..common.metrics import classification_metrics, worst_predictions
+from ..common.models import build_model, load_pretrained_state_dict, resolve_weights
+from ..common.runtime import autocast
+from ..common.temperature import temperature_metrics
+from . import distributed
+from .class_balance import balanced_class_weights
+from .config import TrainConfig
+from ..common.world import SINGLE, World
+
+WORST_SHOWN = 12  # validation images in the worst-predictions gallery
+
+
+@dataclass
+class EpochStats:
+    """What train_one_epoch returns; when stopped, only `batch` (batches completed) is meaningful."""
+
+    loss: float = 0.0
+    top1: float = 0.0
+    images_per_second: float = 0.0
+    lr: float = 0.0
+    stopped: bool = False
+    batch: int = 0
+    images: int = 0  # trained on by this process
+
+    def as_metrics(self) -> dict:
+        return {"train_loss": self.loss, "train_top1": self.top1, "images_per_second": self.images_per_second, "lr": self.lr}
+
+
+@dataclass
+class TrainingSetup:
+    """The objects one run trains with; all of them are saved in its checkpoints but the criteria."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module  # training loss: class-weighted with class_balance weighted_loss
+    val_criterion: nn.Module  # never class-weighted, see build_setup
+    device: torch.device
+    amp_dtype: torch.dtype  # autocast's (float32: none)
+    training_model: nn.Module  # what steps: `model`, or its DDP wrapper on several processes
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    """LambdaLR factor: linear warmup to 1, then cosine to 0."""
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def build_classifier(config: TrainConfig, num_classes: int, device: torch.device, world: World = SINGLE) -> nn.Module:
+    model = build_model(config.model_name, zero_init_residual=not config.pretrained)
+    distributed.check_sync_batchnorm(config.sync_batchnorm, device, world.size)  # again here: torchrun starts no launch.py
+    if config.sync_batchnorm and world.distributed:  # same parameters and state_dict keys as BatchNorm2d
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if config.pretrained:
+        model.load_state_dict(load_pretrained_state_dict(resolve_weights(config.model_name, config.weights)))
+    if config.train_mode == "feature_extract":
+        for parameter in model.parameters():
+            parameter.requires_grad = False
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model.to(device, memory_format=torch.channels_last)
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:  # no weight decay on norms and biases
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # fused: one kernel updates every parameter, on the CPU as on CUDA (the only devices training runs on),
+    # where the default steps through the parameters in lists: `python -m benchmarks optimizer-step`.
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+    return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum, nesterov=config.momentum > 0,
+                           fused=True)
+
+
+def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int,
+                train_labels: list, world: World = SINGLE) -> TrainingSetup:
+    model = build_classifier(config, num_classes, device, world)
+    optimizer = build_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(steps_per_epoch * config.epochs, int(steps_per_epoch * config.warmup_epochs))
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    criterion = nn.CrossEntropyLoss(weight=loss_class_weights(config, train_labels, num_classes, device),
+                                    label_smoothing=config.label_smoothing)
+    # Validation loss stays unweighted, as in most references: it then measures the same thing whatever
+    # class_balance is, so runs with and without balancing (and older runs) compare on it, and it does not
+    # depend on the training set's class sizes. Per-class recall and macro F1 show what balancing changes.
+    val_criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return TrainingSetup(model, optimizer, scheduler, scaler, criterion, val_criterion, device, amp_dtype,
+                         distributed.wrap_model(model, device, world))
+
+
+def loss_class_weights(config: TrainConfig, train_labels: list, num_classes: int, device) -> torch.Tensor | None:
+    """Inverse class frequencies for class_balance weighted_loss, else None (every class weighs 1)."""
+    if config.class_balance != "weighted_loss":
+        return None
+    return torch.tensor(balanced_class_weights(train_labels, num_classes), dtype=torch.float32, device=device)
+
+
+def _never() -> bool:
+    return False
+
+
+def _ignore(*args) -> None:
+    pass
+
+
+def train_one_epoch(setup: TrainingSetup, loader, *, epoch: int, start_batch: int = 0, should_stop=_never,
+                    on_batch=_ignore) -> EpochStats:
+    """One pass of setup.training_model over `loader`, whose first batch is batch `start_batch` of epoch `epoch`
+    (both from 0).
+
+    should_stop() is asked before every batch and after the last one, so a stop never waits for an epoch.
+    on_batch(batch, loss) follows every step, batch counted from 1 within the epoch.
+    """
+    model, criterion, optimizer, scheduler, scaler = (setup.training_model, setup.criterion, setup.optimizer,
+                                                       setup.scheduler, setup.scaler)
+    device, amp_dtype = setup.device, setup.amp_dtype
+    model.train()
+    total_loss, correct, seen, batch = 0.0, 0, 0, start_batch
+    started = time.perf_counter()
+    for images, labels in loader:
+        if should_stop():
+            return EpochStats(stopped=True, batch=batch)
+        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            logits = model(images)
+            loss = criterion(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"Training diverged (loss {loss.item()}) at epoch {epoch + 1}: lower learning_rate")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        batch_loss = loss.item()
+        total_loss += batch_loss * labels.numel()
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += labels.numel()
+        batch += 1
+        on_batch(batch, batch_loss)
+    if should_stop():
+        return EpochStats(stopped=True, batch=batch)
+    return EpochStats(
+        loss=total_loss / max(seen, 1),
+        top1=correct / max(seen, 1),
+        images_per_second=seen / max(time.perf_counter() - started, 1e-9),
+        lr=scheduler.get_last_lr()[0],
+        batch=batch,
+        images=seen,
+    )
+
+
+def combine_ranks(stats: EpochStats, world: World) -> EpochStats:
+    """The epoch's training figures over every rank's images (each rank's alone otherwise)."""
+    loss_sum, correct, images, rate = distributed.sum_over_ranks(
+        [stats.loss * stats.images, stats.top1 * stats.images, stats.images, stats.images_per_second], world)
+    images = max(images, 1)
+    return EpochStats(loss_sum / images, correct / images, rate, stats.lr, stats.stopped, stats.batch, int(images))
+
+
+@torch.inference_mode()
+def predict(model, loader, device, amp_dtype, num_classes: int) -> tuple:
+    """(logits, labels) of the whole loader as float32 / int64 numpy arrays, in its order."""
+    model.eval()
+    all_logits, all_labels = [torch.empty(0, num_classes)], [torch.empty(0, dtype=torch.int64)]
+    for images, labels in loader:
+        images = images.to(device, memory_format=torch.channels_last)
+        with autocast(device, amp_dtype):
+            all_logits.append(model(images).float().cpu())
+        all_labels.append(labels)
+    return torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
+
+
+def validation_metrics(logits, labels, criterion, class_names) -> dict:
+    """val_loss plus classification_metrics() and temperature_metrics(), each key prefixed with val_, and
+    val_worst: the highest-loss samples (indices into the validation items)."""
+    val_loss = criterion(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    metrics = {**classification_metrics(labels, logits, class_names), **temperature_metrics(logits, labels)}
+    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()},
+            "val_worst": worst_predictions(labels, logits, WORST_SHOWN)}

@@ -1,0 +1,262 @@
+"""Ikomia HUB: the packaged folders are complete, install alone in a fresh home and pass their HUB tests;
+metadata agrees with the READMEs; the installed plugins work alone and side by side."""
+import ast
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from PIL import Image
+
+from resnext_core import __version__
+from resnext_core.common import checkpoint, models
+from resnext_core.common.preprocess import Preprocessing
+from resnext_tools.digits import write_digits_dataset  # noqa: E402
+
+from conftest import ROOT, TORCH_HOME, run_python
+from helpers import INFER, TRAIN, cache_random_weights, install_plugins, installer, textured_image
+
+PLUGINS = (INFER, TRAIN)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory):
+    """`make package`'s step, into a temporary dist/."""
+    dist = tmp_path_factory.mktemp("dist")
+    completed = subprocess.run([sys.executable, "-m", "resnext_tools.plugins", "--dest", str(dist), "--zip"],
+                               cwd=ROOT, capture_output=True, text=True, env=os.environ)
+    assert completed.returncode == 0, completed.stderr
+    return dist
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Files the README examples and HUB tests read: photo.jpg, my_dataset/, my_model/best.pth."""
+    folder = tmp_path_factory.mktemp("workspace")
+    Image.fromarray(textured_image(240, 320)).save(folder / "photo.jpg")
+    digits = folder / "digits"
+    write_digits_dataset(str(digits))
+    for split, count in (("train", 4), ("val", 2)):
+        for name in ("3", "8"):
+            target = folder / "my_dataset" / split / name
+            target.mkdir(parents=True)
+            for path in sorted((digits / "train" / name).iterdir())[:count]:
+                shutil.copy(path, target)
+    model = models.build_model("resnext50", num_classes=3)
+    checkpoint.save_checkpoint(str(folder / "my_model" / "best.pth"), "resnext50", model.state_dict(),
+                               ["cat", "dog", "bird"], Preprocessing(64, 73))
+    for name in models.MODEL_NAMES:
+        cache_random_weights(name)
+    cache_random_weights("resnext50", "IMAGENET1K_V1")
+    return folder
+
+
+def test_package_folders_are_complete(packaged):
+    for name in PLUGINS:
+        folder = packaged / name
+        for required in ("requirements.txt", "icons/icon.png", "LICENSE", "README.md", f"{name}_test.py",
+                         f"{name}.py", f"{name}_process.py", f"{name}_widget.py", "resnext_core/__init__.py"):
+            assert (folder / required).is_file(), f"{name}/{required}"
+        assert not list(folder.rglob("__pycache__"))
+        with zipfile.ZipFile(packaged / f"{name}.zip") as archive:
+            names = archive.namelist()
+        assert f"{name}/{name}.py" in names and f"{name}/resnext_core/common/models.py" in names
+        assert not [n for n in names if "__pycache__" in n]
+
+
+# Ikomia ships OpenCV itself, and STUDIO its Qt: a plugin must not pull other copies of them.
+PROVIDED_BY_IKOMIA = {"ikomia", "cv2", "PyQt6"}
+
+
+def _distribution(requirement: str) -> str:
+    name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _imported_modules(folder, name: str) -> set:
+    """Top-level names of the modules imported, at module level or lazily, by the code a plugin can run:
+    its entry files and, through relative imports, the vendored modules they reach."""
+    queue = [folder / f"{name}{suffix}.py" for suffix in ("", "_process", "_widget", "_test")] + [folder / "__init__.py"]
+    seen, modules = set(), set()
+    while queue:
+        path = queue.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                queue += [p for p in _relative_targets(path, node) if p.is_file()]
+    return modules
+
+
+def _relative_targets(path, node) -> list:
+    """The files `from .x.y import z` may load: x/__init__.py, x/y.py or x/y/__init__.py, and x/y/z.py."""
+    base = path.parent
+    for _ in range(node.level - 1):
+        base = base.parent
+    target = base.joinpath(*(node.module or "").split("."))
+    files = [target.with_suffix(".py"), target / "__init__.py"] + [target / f"{a.name}.py" for a in node.names]
+    return files + [parent / "__init__.py" for parent in target.parents if base in (parent, *parent.parents)]
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_requirements_cover_every_import(packaged, name):
+    """HUB installs a plugin's requirements.txt beside ikomia: every module the folder imports must come
+    from one of them (onnxruntime once went missing: HUB users silently lost the fast engine)."""
+    folder = packaged / name
+    lines = (folder / "requirements.txt").read_text().splitlines()
+    available = {_distribution(line) for line in lines if line.strip() and not line.startswith("#")}
+    available |= {_distribution(r) for r in importlib.metadata.requires("ikomia") if "extra ==" not in r}
+    own = {"resnext_core", "resnext_ikomia", name}
+    third_party = _imported_modules(folder, name) - set(sys.stdlib_module_names) - PROVIDED_BY_IKOMIA - own
+    distributions = importlib.metadata.packages_distributions()
+    missing = sorted(module for module in third_party
+                     if not any(_distribution(d) in available for d in distributions.get(module, [module])))
+    assert not missing, f"{name}/requirements.txt lacks what provides: {', '.join(missing)}"
+
+
+HUB_CHECK = r"""
+import os, sys
+from ikomia.dataprocess.registry import ik_registry
+from ikomia.dataprocess.workflow import Workflow
+data_dict = {"images": {"detection": {"coco": sys.argv[1]}},
+             "datasets": {"classification": {"dataset_classification": sys.argv[2]}}}
+for name in sys.argv[3:]:
+    Workflow().add_task(name=name)
+    task = ik_registry.create_algorithm(name, public_hub=False, private_hub=False)
+    hub_test = __import__(name + "." + name + "_test", fromlist=["test"])
+    outcome = hub_test.test(task, data_dict)
+    outcomes = list(outcome) if not isinstance(outcome, tuple) else [outcome]
+    for params, status in outcomes:
+        print("STATUS", name, status if status == "OK" else status.replace("\n", " | "))
+"""
+
+
+@pytest.mark.parametrize("names", [[INFER], [TRAIN], [INFER, TRAIN]], ids=["infer-alone", "train-alone", "both"])
+def test_packaged_plugins_install_alone_and_pass_their_hub_tests(packaged, workspace, tmp_path, names):
+    home = tmp_path / "home"
+    plugins = home / "Ikomia" / "Plugins" / "Python"
+    plugins.mkdir(parents=True)
+    for name in names:
+        shutil.copytree(packaged / name, plugins / name)
+    command_args = [str(workspace / "photo.jpg"), str(workspace / "my_dataset"), *names]
+    completed = subprocess.run([sys.executable, "-c", HUB_CHECK, *command_args], capture_output=True, text=True,
+                               cwd=str(tmp_path), timeout=900,
+                               env=dict(os.environ, HOME=str(home), TORCH_HOME=TORCH_HOME))
+    statuses = [line for line in completed.stdout.splitlines() if line.startswith("STATUS")]
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    expected = {INFER: 3, TRAIN: 1}
+    assert len(statuses) == sum(expected[n] for n in names)
+    assert all(line.endswith(" OK") for line in statuses), statuses
+
+
+def python_blocks(readme: str) -> list:
+    return re.findall(r"```python\n(.*?)```", open(readme, encoding="utf-8").read(), flags=re.S)
+
+
+@pytest.mark.parametrize("readme", ["README.md", f"{INFER}/README.md", f"{TRAIN}/README.md"])
+def test_readme_code_blocks_run(workspace, readme):
+    blocks = python_blocks(os.path.join(ROOT, readme))
+    assert blocks
+    # Run in order in one interpreter, like a reader pasting them into one session.
+    code = "\n".join(blocks)
+    completed = run_python(code, cwd=str(workspace), timeout=900)
+    assert completed.returncode == 0, f"{readme}:\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}"
+
+
+def readme_table(readme: str) -> dict:
+    rows = re.findall(r"^\| (\w+) \| (.+?) \|$", open(readme, encoding="utf-8").read(), flags=re.M)
+    return dict(rows)
+
+
+INFO_CHECK = r"""
+import json, sys
+from ikomia.dataprocess.workflow import Workflow
+out = {}
+for name in ("infer_torchvision_resnext", "train_torchvision_resnext"):
+    Workflow().add_task(name=name)
+    factory = getattr(sys.modules[name + "." + name + "_process"], [a for a in dir(sys.modules[name + "." + name + "_process"]) if a.endswith("Factory")][0])()
+    info = factory.info
+    fields = ["name", "version", "license", "min_ikomia_version", "max_ikomia_version", "min_python_version",
+              "max_python_version", "keywords", "authors", "article", "article_url", "journal", "year",
+              "documentation_link", "original_repository", "icon_path", "algo_tasks", "short_description", "description"]
+    out[name] = {f: getattr(info, f) for f in fields}
+    out[name]["algo_type"] = str(info.algo_type)
+    hw = info.hardware_config
+    out[name]["hardware"] = [hw.min_cpu, hw.min_ram, hw.gpu_required, hw.min_vram]
+print("INFO" + json.dumps(out))
+"""
+
+
+def test_metadata_complete_and_consistent_with_readmes():
+    import json
+
+    completed = run_python(INFO_CHECK, cwd="/")
+    line = [l for l in completed.stdout.splitlines() if l.startswith("INFO")]
+    assert completed.returncode == 0 and line, completed.stderr[-3000:]
+    info = json.loads(line[0][4:])
+    infer, train = info[INFER], info[TRAIN]
+    shared = ["version", "license", "min_ikomia_version", "max_ikomia_version", "min_python_version",
+              "max_python_version", "authors", "article", "article_url", "journal", "year", "documentation_link",
+              "original_repository", "algo_tasks"]
+    assert {k: infer[k] for k in shared} == {k: train[k] for k in shared}
+    for name, fields in info.items():
+        assert all(str(value).strip() for value in fields.values()), name
+        assert fields["version"] == __version__
+        table = readme_table(os.path.join(ROOT, name, "README.md"))
+        assert table["version"] == fields["version"]
+        assert table["license"] == fields["license"]
+        assert table["ikomia"] == f">={fields['min_ikomia_version']},<{fields['max_ikomia_version']}"
+        assert table["python"] == f">={fields['min_python_version']},<{fields['max_python_version']}"
+        min_cpu, min_ram, gpu_required, min_vram = fields["hardware"]
+        assert table["hardware"] == (f"{min_cpu} CPU cores, {min_ram} GB RAM; "
+                                     f"GPU {'required' if gpu_required else 'optional'} ({min_vram} GB VRAM)")
+        assert str(fields["year"]) in table["paper"] and fields["article"] in table["paper"]
+        assert "resnext" in fields["keywords"] and fields["algo_tasks"] == "CLASSIFICATION"
+    assert infer["algo_type"].endswith("INFER") and train["algo_type"].endswith("TRAIN")
+    top = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert f"({INFER}/README.md)" in top and f"({TRAIN}/README.md)" in top
+
+
+ALONE_CHECK = r"""
+import os, sys, numpy as np
+from ikomia.dataprocess.workflow import Workflow
+names = sys.argv[1:] if len(sys.argv) > 1 else %r
+for name in names:
+    task = Workflow().add_task(name=name, public_hub=False)
+    module = sys.modules[name + ".resnext_core"]
+    assert module.__file__.startswith(os.environ["HOME"]), module.__file__  # its own vendored copy
+    if name == "infer_torchvision_resnext":
+        task.get_input(0).set_image(np.full((64, 64, 3), 100, np.uint8))
+        task.run()
+        assert len(task.get_whole_image_results()) == 1000
+print("RESULT OK", sorted(m for m in sys.modules if m.endswith("resnext_core")))
+"""
+
+
+@pytest.mark.parametrize("names", [[INFER], [TRAIN], [INFER, TRAIN]], ids=["infer-alone", "train-alone", "side-by-side"])
+def test_installed_plugins_work_alone_and_together(tmp_path, names):
+    names = [n for n in names if n in installer.available_plugins()]
+    if not names:
+        pytest.skip("plugin not in this checkout")
+    cache_random_weights("resnext50")
+    home = tmp_path / "home"
+    install_plugins(str(home / "Ikomia" / "Plugins" / "Python"), names)
+    assert sorted(os.listdir(home / "Ikomia" / "Plugins" / "Python")) == sorted(names)
+    for name in names:
+        folder = home / "Ikomia" / "Plugins" / "Python" / name
+        assert (folder / "resnext_core" / "__init__.py").is_file() and (folder / "LICENSE").is_file()
+        assert not list(folder.rglob("__pycache__"))
+    # The checkout is not on sys.path: only the installed folders can be imported.
+    completed = run_python(ALONE_CHECK % (names,), {"HOME": str(home), "TORCH_HOME": TORCH_HOME}, cwd=str(tmp_path))
+    assert completed.returncode == 0 and "RESULT OK" in completed.stdout, completed.stdout[-2000:] + completed.stderr[-3000:]
+    for name in names:
+        assert f"{name}.resnext_core" in completed.stdout
