@@ -40,6 +40,9 @@ class InferResNeXt(dataprocess.CClassificationTask):
         for index in range(1, self.get_output_count()):
             self.get_output(index).clear_data()
         config = self.get_param_object().config()
+        # Saved only when it holds a map: with outputs saved (run_on(folder=...)), the video writer fails on an
+        # empty image output and stopped a video after its first frame.
+        self.get_output(EXPLANATION_OUTPUT).auto_save = config.explain != NO_EXPLANATION
         # Resolved on every run: a parameter change takes effect at once; unchanged ones hit the model cache.
         classifier = load_classifier(config)
         self.set_names(classifier.class_names)
