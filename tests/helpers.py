@@ -95,10 +95,11 @@ def small_checkpoint(path, classes=("cat", "dog", "bird"), **extra):
     return model
 
 
-def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None, split=False):
-    """A few real digit images per class, in mixed formats: gray, RGBA, 16-bit, other sizes."""
+def tiny_dataset(root, classes=("0", "1", "7"), per_class=8, digits_folder=None, split=False, source="train"):
+    """A few real digit images per class (from the digits dataset's `source` split), in mixed formats: gray,
+    RGBA, 16-bit, other sizes."""
     root = str(root)
-    sources = {c: sorted(glob.glob(os.path.join(digits_folder, "train", c, "*.png")))[:per_class] for c in classes}
+    sources = {c: sorted(glob.glob(os.path.join(digits_folder, source, c, "*.png")))[:per_class] for c in classes}
     for c, paths in sources.items():
         for i, path in enumerate(paths):
             sub = ("val" if i % 4 == 0 else "train") if split else ""

@@ -128,6 +128,8 @@ class TrainResNeXt(dnntrain.TrainProcess):
             raise
         if result.skipped:
             self.log_metric("skipped_files", result.skipped)
+        if result.test:  # test_folder's scores, beside the validation metrics of each epoch
+            self.log_metrics({f"test_{name}": value for name, value in result.test.items()})
         self._show_pictures()
         self.get_output(0).set_path(result.run_folder)
         self.emit_step_progress()

@@ -1,5 +1,5 @@
 """Image-folder datasets (a folder per class): discovery, the seeded validation split, and (path, label) items
-read as model input."""
+read as model input. The trainer reads its dataset with them, the evaluation its test folder."""
 from __future__ import annotations
 
 import logging
@@ -93,6 +93,33 @@ def discover(folder: str, val_split: float = 0.2, seed: int = 0) -> DatasetSplit
     for path, reason in skipped:
         logger.warning("skipped %s: %s", path, reason)
     return DatasetSplit(class_names, train, val, skipped, warnings)
+
+
+@dataclass
+class LabelledFolder:
+    """A test set: its class names (folder names) and its images as (path, class name)."""
+
+    folder: str  # the folder the classes were read from (the given one, or its val/)
+    class_names: list
+    items: list  # [(path, class name), ...]
+    skipped: list = field(default_factory=list)  # [(path, reason), ...]
+
+
+def labelled_folder(folder: str) -> LabelledFolder:
+    """<class>/ folders of images, or those of its val/ where it has one (a training dataset's held-out part)."""
+    if not folder or not os.path.isdir(folder):
+        raise DatasetError(f"Test folder not found: {folder!r}: expected <class>/ or val/<class>/ folders of images")
+    val = os.path.join(folder, "val")
+    source = val if _class_folders(val) else folder
+    class_names = _class_folders(source)
+    if not class_names:
+        raise DatasetError(f"No class folders in {folder}: expected <class>/ or val/<class>/ folders of images")
+    skipped = []
+    found = _scan(source, class_names, skipped)
+    items = [(path, name) for name in class_names for path in found[name]]
+    if not items:
+        raise DatasetError(f"No readable image in the class folders of {source}")
+    return LabelledFolder(source, class_names, items, skipped)
 
 
 def _check_classes(class_names: list, folder: str) -> list:

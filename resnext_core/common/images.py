@@ -43,10 +43,11 @@ def unreadable_reason(path: str) -> str | None:
         return f"corrupt image ({type(exc).__name__}: {exc})"
 
 
-def find_images(folder: str) -> list:
-    """Every image file under `folder`, recursively, as sorted paths (hidden files and folders left out)."""
+def find_images(folder: str, accept=is_image_file) -> list:
+    """Every file `accept` takes (by name; image files by default) under `folder`, recursively, as sorted paths;
+    hidden files and folders left out."""
     found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [os.path.join(root, name) for name in names if not name.startswith(".") and is_image_file(name)]
+        found += [os.path.join(root, name) for name in names if not name.startswith(".") and accept(name)]
     return sorted(found)

@@ -92,6 +92,10 @@ class TrainConfig:
     resume: str = option(
         "", "Resume from", "A last.pth or best.pth to continue from.", kind=FILE, file_filter="PyTorch checkpoint (*.pth)", group=ADVANCED)
     run_name: str = option("", "Run name", "Name of the run folder (empty: date and time).", group=ADVANCED)
+    test_folder: str = option(
+        "", "Test folder", "A labelled folder (<class>/ or val/<class>/) the best checkpoint is scored on once "
+        "training ends, as python -m resnext_core.evaluate scores it: the run folder's test/ gets evaluation.json and "
+        "its pictures, MLflow the test metrics. Empty: none.", kind=FOLDER, group=ADVANCED)
 
     def validate(self) -> None:
         self.model_name = resolve_model_name(self.model_name)

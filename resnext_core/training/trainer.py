@@ -15,8 +15,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..common.checkpoint import safe_load
+from ..common.datasets import ImageDataset, labelled_folder
 from ..common.errors import ConfigError
+from ..common.evaluation import evaluation_report, scored_items, write_evaluation
 from ..common.runtime import disable_openmp_dynamic_threads, resolve_device, resolve_precision
+from ..common.temperature import log_softmax
 from ..common.world import SINGLE, World
 from . import distributed
 from .checkpoint_keeper import CheckpointKeeper, CheckpointMetadata
@@ -24,6 +28,9 @@ from .config import TrainConfig
 from .data import TrainingData
 from .loop import EpochStats, TrainingSetup, build_setup, combine_ranks, predict, train_one_epoch, validation_metrics
 from .records import RunRecorder
+
+
+TEST_FOLDER = "test"  # the run folder's sub-folder for test_folder's report
 
 
 def _never() -> bool:
@@ -63,6 +70,7 @@ class TrainResult:
     best: dict
     history: list = field(default_factory=list)
     skipped: int = 0
+    test: dict = field(default_factory=dict)  # the test_folder's scalar metrics (common.evaluation), if any
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ class Trainer:
         self.device = distributed.start(world, resolve_device(config.device), config.gpus)
         self.amp_dtype = resolve_precision("auto", self.device) if config.amp else torch.float32
         self.data = TrainingData(config, self.device, world, callbacks.log)
+        self.test_set = labelled_folder(config.test_folder) if config.test_folder else None  # checked before training
         self.run_folder = None  # set by run()
 
     def run(self) -> TrainResult:
@@ -164,8 +173,30 @@ class Trainer:
         if keeper.state.best is not None and config.export_onnx and not stopped and world.is_main:
             recorder.export_onnx(torch.stack([data.preprocessing(image) for image in data.onnx_sample_images()]))
         recorder.plot_curves(keeper.state.history)  # for a run that ended no epoch here (resumed after its last)
+        test = self._test(setup, keeper) if self.test_set is not None and not stopped and world.is_main else {}
         state = keeper.state
-        return TrainResult(self.run_folder, state.epochs_done, stopped, state.best or {}, state.history, len(data.split.skipped))
+        return TrainResult(self.run_folder, state.epochs_done, stopped, state.best or {}, state.history,
+                           len(data.split.skipped), test)
+
+    def _test(self, setup: TrainingSetup, keeper: CheckpointKeeper) -> dict:
+        """The best checkpoint (last.pth where no best.pth is kept) scored on test_folder, written into the run
+        folder's test/ as the evaluate command writes it; returns the scalar metrics."""
+        data, test = self.data, self.test_set
+        items, unknown = scored_items(test, data.class_names)
+        if not items:
+            self.callbacks.log(f"warning: test_folder {test.folder} holds none of the trained classes: nothing scored")
+            return {}
+        checkpoint = safe_load(keeper.path("best.pth" if os.path.isfile(keeper.path("best.pth")) else "last.pth"))
+        setup.model.load_state_dict(checkpoint["state_dict"])
+        loader = torch.utils.data.DataLoader(ImageDataset(items, data.preprocessing), batch_size=max(data.batch_size, 32))
+        logits, labels = predict(setup.model, loader, self.device, self.amp_dtype, len(data.class_names))
+        log_probabilities = log_softmax(logits)
+        report = evaluation_report(log_probabilities, labels, data.class_names, float(checkpoint.get("temperature", 1.0)))
+        folder = os.path.join(self.run_folder, TEST_FOLDER)
+        write_evaluation(folder, report, items, log_probabilities, data.class_names, unknown, test.skipped)
+        self.callbacks.log(f"test {test.folder}: {report['images']} images, top-1 {100 * report['top1']:.1f}%, "
+                           f"macro F1 {report['f1']:.3f}; report in {folder}")
+        return {key: value for key, value in report.items() if isinstance(value, (int, float))}
 
     def _run_epochs(self, setup: TrainingSetup, keeper: CheckpointKeeper, recorder: RunRecorder) -> bool:
         """Train and validate from the keeper's state on; True when should_stop() stopped the run."""

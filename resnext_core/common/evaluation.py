@@ -1,0 +1,89 @@
+"""A model scored on a labelled test set: the metrics the trainer reports on its validation images (metrics.py,
+temperature.py) and the same pictures (plots.py), into one folder. The evaluate command (a classifier on any
+labelled folder) and the trainer's test_folder (its best checkpoint, after training) both end here."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from .files import atomic_path, atomic_write_text
+from .metrics import classification_metrics, worst_predictions
+from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_worst_predictions
+from .temperature import (expected_calibration_error, log_softmax, negative_log_likelihood, reliability_bins,
+                          temperature_metrics)
+
+REPORT = "evaluation.json"
+PREDICTIONS = "predictions.csv"
+WORST_SHOWN = 12
+
+
+def scored_items(test, model_classes: list) -> tuple:
+    """([(path, model class index)] of a LabelledFolder's images whose class the model knows (matched by name),
+    {class the model does not know: its image count})."""
+    index = {name: i for i, name in enumerate(model_classes)}
+    unknown = {}
+    for _, name in test.items:
+        if name not in index:
+            unknown[name] = unknown.get(name, 0) + 1
+    return [(path, index[name]) for path, name in test.items if name in index], unknown
+
+
+def evaluation_report(log_probabilities, labels, class_names: list, temperature: float) -> dict:
+    """Metrics of N x C log-probabilities (softmax at temperature 1, or any logits) against true labels, over the
+    classes the labels hold: top-1, top-5, per-class precision/recall/F1, confusion matrix; the expected
+    calibration error and NLL of the raw softmax and at `temperature` (the model's fitted one); and the
+    temperature this set itself would fit (what the checkpoint's should be near if validation was like it)."""
+    logits = np.asarray(log_probabilities, dtype=np.float64)
+    labels = np.asarray(labels)
+    evaluated = sorted(set(labels.tolist()))
+    calibrated = np.exp(log_softmax(logits, temperature))
+    raw = np.exp(log_softmax(logits))
+    return {
+        **classification_metrics(labels, logits, class_names, evaluated=evaluated),
+        "images": int(len(labels)),
+        "temperature": float(temperature),
+        "ece": expected_calibration_error(raw, labels),
+        "ece_calibrated": expected_calibration_error(calibrated, labels),
+        "nll": negative_log_likelihood(logits, labels),
+        "nll_calibrated": negative_log_likelihood(logits, labels, temperature),
+        "temperature_fitted_on_this_set": temperature_metrics(logits, labels)["temperature"],
+        "reliability": {"raw": reliability_bins(raw, labels), "calibrated": reliability_bins(calibrated, labels)},
+    }
+
+
+def write_evaluation(folder: str, report: dict, items: list, log_probabilities, class_names: list,
+                     unknown: dict, unreadable: list) -> str:
+    """evaluation.json (the report, the unknown classes' image counts, the unreadable files), predictions.csv (one
+    row an image), confusion_matrix.png, worst_predictions.png and reliability_diagram.png into `folder`.
+    items: [(path, label index)] in the order of the rows of log_probabilities. Returns the report's path."""
+    os.makedirs(folder, exist_ok=True)
+    logits = np.asarray(log_probabilities, dtype=np.float64)
+    labels = np.asarray([label for _, label in items])
+    worst = worst_predictions(labels, logits, WORST_SHOWN)
+    document = {**report, "unknown_classes": unknown, "unreadable": [{"path": p, "error": e} for p, e in unreadable],
+                "worst": [{**w, "path": items[w["index"]][0]} for w in worst]}
+    _write_predictions(os.path.join(folder, PREDICTIONS), items, logits, class_names, report["temperature"])
+    matrix_names = report.get("confusion_labels") or class_names
+    plot_confusion_matrix(report["confusion_matrix"], matrix_names,
+                          os.path.join(folder, "confusion_matrix.png"), title="Test confusion matrix")
+    plot_reliability_diagram(report["reliability"], report["temperature"], os.path.join(folder, "reliability_diagram.png"),
+                             title="Reliability diagram (test)")
+    plot_worst_predictions(worst, items, class_names, os.path.join(folder, "worst_predictions.png"),
+                           "Worst-classified test images (highest loss)")
+    path = os.path.join(folder, REPORT)
+    atomic_write_text(json.dumps(document, indent=2), path)
+    return path
+
+
+def _write_predictions(path: str, items: list, logits: np.ndarray, class_names: list, temperature: float) -> None:
+    probabilities = np.exp(log_softmax(logits, temperature))
+    with atomic_path(path, ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "truth", "predicted", "confidence", "correct"])
+        for (image, label), row in zip(items, probabilities):
+            predicted = int(row.argmax())
+            writer.writerow([image, class_names[label], class_names[predicted], f"{row[predicted]:.8g}", predicted == label])
+

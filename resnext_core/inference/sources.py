@@ -1,0 +1,191 @@
+"""What the bulk commands read: sources (folders, globs, lists of paths, videos) expanded into units of work, and
+each unit decoded and preprocessed into samples, in background workers (a torch DataLoader over an
+IterableDataset), so that decoding overlaps the model.
+
+A unit is what one worker takes whole: an image file, or a run of consecutive frames of a video (VIDEO_CHUNK at
+most: a long video is spread over the workers and the processes). A file that cannot be read becomes a sample
+with its error, never the end of the run.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from ..common.errors import ConfigError, ImageError
+from ..common.images import find_images, is_image_file, read_image
+from ..common.preprocess import Preprocessing
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+VIDEO_CHUNK = 256  # frames a worker decodes in one go (one seek)
+LIST_SUFFIX = ".txt"  # a source ending so is a list of paths, one a line
+
+
+def is_video_file(path: str) -> bool:
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def _is_media(path: str) -> bool:
+    return is_image_file(path) or is_video_file(path)
+
+
+def expand_sources(sources: list) -> list:
+    """The files `sources` name, in order: a folder's images and videos (recursive, sorted), a glob's matches
+    (sorted), a .txt file's paths (one a line; relative ones from the list's folder), or a file itself. A
+    source that names nothing is an error; a listed path that is missing becomes an error row later."""
+    paths = []
+    for source in sources:
+        if os.path.isdir(source):
+            paths += find_images(source, accept=_is_media)
+        elif any(char in source for char in "*?["):
+            matches = sorted(path for path in glob.glob(source, recursive=True) if os.path.isfile(path))
+            if not matches:
+                raise ConfigError(f"source {source}: the pattern matches no file")
+            paths += matches
+        elif source.endswith(LIST_SUFFIX) and os.path.isfile(source):
+            paths += _listed_paths(source)
+        elif os.path.isfile(source):
+            paths.append(source)
+        else:
+            raise ConfigError(f"source {source} not found: expected a folder, a file, a glob pattern or a {LIST_SUFFIX} "
+                              "list of paths")
+    return list(dict.fromkeys(paths))  # a file named twice is classified once
+
+
+def _listed_paths(list_file: str) -> list:
+    folder = os.path.dirname(os.path.abspath(list_file))
+    with open(list_file, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    return [line if os.path.isabs(line) else os.path.join(folder, line) for line in lines]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """An image (start None), or frames start .. start + count - 1 of a video (count None: to its end)."""
+
+    path: str
+    start: int | None = None
+    count: int | None = None
+    skip: frozenset = field(default_factory=frozenset)  # frames already done (a resumed run)
+
+    @property
+    def frames(self) -> range | None:
+        return None if self.start is None or self.count is None else range(self.start, self.start + self.count)
+
+
+def units_of(paths: list, chunk: int = VIDEO_CHUNK) -> list:
+    """An image is one unit; a video with a known frame count is cut into runs of `chunk` frames."""
+    units = []
+    for path in paths:
+        frames = video_frame_count(path) if is_video_file(path) else None
+        if not is_video_file(path):
+            units.append(Unit(path))
+        elif not frames:  # unknown length, or unreadable: one unit, which reads (or reports) it whole
+            units.append(Unit(path, 0, None))
+        else:
+            units += [Unit(path, start, min(chunk, frames - start)) for start in range(0, frames, chunk)]
+    return units
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise ConfigError("reading videos needs OpenCV: pip install opencv-python-headless (or import ikomia first)") from None
+    return cv2
+
+
+def video_frame_count(path: str) -> int | None:
+    """The frame count the container states, or None where it states none (or the file does not open)."""
+    cv2 = _cv2()
+    capture = cv2.VideoCapture(path)
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    return count if count > 0 else None
+
+
+def video_frames(path: str, start: int = 0, count: int | None = None):
+    """(index, RGB frame) of frames start .. start + count - 1 (to the end when count is None)."""
+    cv2 = _cv2()
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ImageError(f"Cannot read video {path}: OpenCV does not open it")
+    try:
+        if start:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+            if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != start:  # a container that seeks inexactly: decode up to it
+                capture.release()
+                capture = cv2.VideoCapture(path)
+                for _ in range(start):
+                    capture.grab()
+        index = start
+        while count is None or index < start + count:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+
+
+@dataclass
+class Samples:
+    """A batch as the workers deliver it: every item's key and error (None: read), the read ones' input."""
+
+    keys: list  # [(path, frame or None), ...]
+    errors: list  # [str or None, ...]
+    images: torch.Tensor  # the read items, preprocessed, in order: K x 3 x S x S
+
+
+def _unit_samples(unit: Unit, preprocessing: Preprocessing):
+    """(key, tensor or None, error or None) of every item of `unit` not in unit.skip."""
+    if unit.start is None:
+        try:
+            yield (unit.path, None), preprocessing(read_image(unit.path)), None
+        except (ImageError, FileNotFoundError) as exc:
+            yield (unit.path, None), None, str(exc)
+        return
+    index = unit.start
+    try:
+        for index, frame in video_frames(unit.path, unit.start, unit.count):
+            if index not in unit.skip:
+                yield (unit.path, index), preprocessing(frame), None
+            index += 1
+    except ImageError as exc:
+        yield (unit.path, None), None, str(exc)
+        return
+    if unit.count is not None and index < unit.start + unit.count and index not in unit.skip:  # a truncated video
+        yield (unit.path, index), None, (f"Cannot read video {unit.path} from frame {index}: it ends there, its "
+                                         f"container states {unit.start + unit.count} frames or more")
+
+
+class UnitReader(torch.utils.data.IterableDataset):
+    """The samples of `units`; each DataLoader worker reads every num_workers-th unit."""
+
+    def __init__(self, units: list, preprocessing: Preprocessing):
+        self.units = units
+        self.preprocessing = preprocessing
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        mine = self.units if info is None else self.units[info.id :: info.num_workers]
+        for unit in mine:
+            yield from _unit_samples(unit, self.preprocessing)
+
+
+def collate(samples: list) -> Samples:
+    read = [tensor for _, tensor, error in samples if error is None]
+    crop = None if not read else read[0].shape
+    images = torch.stack(read) if read else torch.empty(0, *(crop or (3, 1, 1)))
+    return Samples([key for key, _, _ in samples], [error for _, _, error in samples], images)
+
+
+def batches(units: list, preprocessing: Preprocessing, batch_size: int, workers: int):
+    """Samples of `units` in batches of up to batch_size, decoded by `workers` background processes (0: here)."""
+    return torch.utils.data.DataLoader(UnitReader(units, preprocessing), batch_size=batch_size, num_workers=workers,
+                                       collate_fn=collate, prefetch_factor=4 if workers else None)

@@ -1,0 +1,57 @@
+"""Classify many images and videos from the command line: the inference plugin's parameters, batched, on one process
+or many, into a CSV, JSON Lines or Parquet file with each image's (or video frame's) top-k classes.
+
+    python -m resnext_core.predict photos/ --output predictions.csv
+    python -m resnext_core.predict "shots/**/*.jpg" list.txt clip.mp4 --output predictions.jsonl \\
+        --model_weight_file runs/digits/best.pth --top_k 3
+    torchrun --nproc-per-node 4 -m resnext_core.predict photos/ --output predictions.parquet   # a shard per rank
+
+Sources: folders (their images and videos, recursively), glob patterns, .txt files of paths (one a line, relative
+to the list's folder) and files. A rerun with the same output skips what it already holds; an unreadable file gets
+a row with its error. --config reads a JSON object of the plugin's parameters; the flags override it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common.cli import add_parameter_flags, parsed_config
+from .common.errors import ResNeXtError
+from .common.world import world_from_environment
+from .inference.bulk import BATCH_SIZE, predict_files
+from .inference.config import INFER_SCHEMA
+
+
+def parser() -> argparse.ArgumentParser:
+    parsed = argparse.ArgumentParser(prog="python -m resnext_core.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parsed.add_argument("sources", nargs="+", help="folders, glob patterns, .txt lists of paths, image or video files")
+    parsed.add_argument("--output", required=True, help="results file: .csv, .jsonl or .parquet")
+    parsed.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward")
+    parsed.add_argument("--workers", type=int, help="decoding processes (default: auto, from the cores)")
+    parsed.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_parameter_flags(parsed, INFER_SCHEMA, "the inference plugin's parameters (top_k: classes per row)")
+    return parsed
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
+        raise ResNeXtError(f"--batch-size must be at least 1 and --workers at least 0, got {args.batch_size} and {args.workers}")
+    world = world_from_environment()
+    result = predict_files(parsed_config(args, INFER_SCHEMA), args.sources, args.output, args.batch_size, args.workers,
+                           world, progress=False if args.no_progress else None)
+    print(f"rank {world.rank}: " if world.distributed else "", end="")
+    print(f"{result.classified} classified, {result.errors} unreadable, {result.already_done} already in "
+          f"{result.output} ({result.images_per_second:.1f} img/s)", flush=True)
+    if result.rows is not None:
+        print(f"{result.output}: {result.rows} rows", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ResNeXtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
