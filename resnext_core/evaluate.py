@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     parsed.add_argument("folder", help="a labelled folder: <class>/ or val/<class>/ folders of images")
     parsed.add_argument("--output", required=True, help="the folder for evaluation.json and its pictures")
     parsed.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward")
-    parsed.add_argument("--workers", type=int, help="decoding processes (default: auto, from the cores)")
+    parsed.add_argument("--workers", type=int, help="decoding threads (default: auto, from the cores)")
     add_parameter_flags(parsed, INFER_SCHEMA, "the inference plugin's parameters")
     return parsed
 

@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     parsed.add_argument("sources", nargs="+", help="folders, glob patterns, .txt lists of paths, image or video files")
     parsed.add_argument("--output", required=True, help="results file: .csv, .jsonl or .parquet")
     parsed.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward")
-    parsed.add_argument("--workers", type=int, help="decoding processes (default: auto, from the cores)")
+    parsed.add_argument("--workers", type=int, help="decoding threads (default: auto, from the cores)")
     parsed.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_parameter_flags(parsed, INFER_SCHEMA, "the inference plugin's parameters (top_k: classes per row)")
     return parsed

@@ -1,5 +1,5 @@
 """Bulk prediction: many images and video frames through one classifier (the plugin's, from the same InferConfig),
-in batches, decoded and preprocessed by background workers while the model runs; on one process or on many
+in batches, decoded and preprocessed by background threads while the model runs; on one process or on many
 (torchrun: each rank takes a deterministic shard, on its own GPU where there are GPUs), into one results file
 that a rerun completes (results_file.py)."""
 from __future__ import annotations
@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from ..common.runtime import resolve_device
 from ..common.world import SINGLE, World, cores_per_process
-from .classifier import Classifier, load_classifier, model_source
+from .classifier import Classifier, load_classifier
 from .config import InferConfig
 from .results_file import ResultsFile, row
 from .sources import Unit, batches, expand_sources, units_of
@@ -41,8 +40,8 @@ class BulkResult:
 
 
 def auto_workers(device: torch.device, world: World = SINGLE) -> int:
-    """Decoding processes: on the CPU one for every two cores of this process's share (the model needs the rest:
-    docs/performance.md), on CUDA the share less one for this process, up to MAX_AUTO_WORKERS."""
+    """Decoding threads: on the CPU one for every two cores of this process's share (the model needs the rest:
+    docs/performance.md), on CUDA the share less one, up to MAX_AUTO_WORKERS."""
     cores = cores_per_process(world)
     return max(1, min(MAX_AUTO_WORKERS, cores // 2 if device.type == "cpu" else cores - 1))
 
@@ -84,7 +83,7 @@ def predict_files(config: InferConfig, sources: list, output: str, batch_size: i
     """Classify every image and video frame of `sources` into `output`; items it already holds are skipped.
 
     config: the inference plugin's parameters (top_k: the classes each row keeps, at least 1). workers: decoding
-    processes (None: auto_workers). world: this process's place under torchrun; the first process merges once
+    threads (None: auto_workers). world: this process's place under torchrun; the first process merges once
     every process is done. progress: a tqdm bar (None: where stderr is a terminal).
     """
     started = time.perf_counter()
@@ -96,17 +95,14 @@ def predict_files(config: InferConfig, sources: list, output: str, batch_size: i
     units = pending_units(shard, done)
     shard_paths = {unit.path for unit in shard}
     already_done = sum(1 for path, _ in done if path in shard_paths)
-    preprocessing = model_source(config).preprocessing.at_size(config.input_size)
-    device = resolve_device(config.device)
-    # The workers start (fork) before the model is loaded: a process with an engine's thread pools is not forked.
-    loader = iter(batches(units, preprocessing, batch_size, auto_workers(device, world) if workers is None else workers))
     classifier = load_classifier(config)
+    workers = auto_workers(classifier.device, world) if workers is None else workers
     counts = {"classified": 0, "errors": 0}
     sizes = [_items(unit) for unit in units]
     total = None if None in sizes else sum(sizes)
     with tqdm(total=total, unit="img", disable=None if progress is None else not progress,
               desc=f"rank {world.rank}" if world.distributed else None) as bar:
-        for samples in loader:
+        for samples in batches(units, classifier.preprocessing, batch_size, workers):
             rows = _rows(classifier, samples, max(1, config.top_k))
             results.append(rows)
             errors = sum(1 for r in rows if r["error"])

@@ -250,12 +250,6 @@ def model_request(config: InferConfig) -> ModelRequest:
     return ModelRequest(canonical, device, dtype, choice_key(config.engine) == "auto")
 
 
-def model_source(config: InferConfig) -> ModelSource:
-    """What `config`'s classifier will be (its class names; its preprocessing, before input_size), without building
-    its model: the bulk commands start their decoding workers with it, before an engine's threads exist."""
-    return _source(model_request(config).config)
-
-
 def load_classifier(config: InferConfig | None = None, **fields) -> Classifier:
     """The classifier `config` describes; fields given by name replace its own (load_classifier(model_weight_file=path)).
 

@@ -9,9 +9,8 @@ import torch
 from ..common.datasets import labelled_folder
 from ..common.errors import DatasetError
 from ..common.evaluation import evaluation_report, scored_items, write_evaluation
-from ..common.runtime import resolve_device
 from .bulk import BATCH_SIZE, auto_workers
-from .classifier import load_classifier, model_source
+from .classifier import load_classifier
 from .config import InferConfig
 from .sources import Unit, batches
 
@@ -21,16 +20,12 @@ def evaluate_folder(config: InferConfig, folder: str, output: str, batch_size: i
     """The report (common.evaluation.evaluation_report, plus the unknown classes and unreadable files) of the
     classifier `config` names on `folder` (<class>/ or val/<class>/), written into the folder `output`."""
     test = labelled_folder(folder)
-    source = model_source(config)
-    scored, unknown = scored_items(test, source.class_names)
-    truth = dict(scored)
-    workers = auto_workers(resolve_device(config.device)) if workers is None else workers
-    # The workers start before the model is loaded (bulk.predict_files says why).
-    loader = iter(batches([Unit(path) for path in truth], source.preprocessing.at_size(config.input_size), batch_size,
-                          workers))
     classifier = load_classifier(config)
+    scored, unknown = scored_items(test, classifier.class_names)
+    truth = dict(scored)
+    workers = auto_workers(classifier.device) if workers is None else workers
     items, rows, unreadable = [], [], list(test.skipped)
-    for samples in loader:
+    for samples in batches([Unit(path) for path in truth], classifier.preprocessing, batch_size, workers):
         log_probabilities = classifier.probabilities(samples.images, temperature=1.0).clamp_min(1e-30).log()
         read = iter(log_probabilities)
         for (path, _), error in zip(samples.keys, samples.errors):
@@ -41,8 +36,8 @@ def evaluate_folder(config: InferConfig, folder: str, output: str, batch_size: i
                 unreadable.append((path, error))
     if not items:
         raise DatasetError(f"No readable image of {test.folder} is of a class the model knows: its classes are "
-                           f"{', '.join(test.class_names)}; the model's {', '.join(source.class_names[:10])}"
-                           + (", ..." if len(source.class_names) > 10 else ""))
+                           f"{', '.join(test.class_names)}; the model's {', '.join(classifier.class_names[:10])}"
+                           + (", ..." if len(classifier.class_names) > 10 else ""))
     logits = torch.stack(rows).numpy().astype(np.float64)
     report = evaluation_report(logits, [label for _, label in items], classifier.class_names, classifier.temperature)
     write_evaluation(output, report, items, logits, classifier.class_names, unknown, unreadable)

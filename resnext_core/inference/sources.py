@@ -1,6 +1,7 @@
 """What the bulk commands read: sources (folders, globs, lists of paths, videos) expanded into units of work, and
-each unit decoded and preprocessed into samples, in background workers (a torch DataLoader over an
-IterableDataset), so that decoding overlaps the model.
+each unit decoded and preprocessed into samples by background threads, so that decoding overlaps the model.
+Threads, not processes: decoders and torch release the GIL, and a process holding an engine's or OpenCV's
+threads (Ikomia's, STUDIO's) cannot be forked safely (a forked worker hung in OpenCV's video decoding).
 
 A unit is what one worker takes whole: an image file, or a run of consecutive frames of a video (VIDEO_CHUNK at
 most: a long video is spread over the workers and the processes). A file that cannot be read becomes a sample
@@ -8,8 +9,11 @@ with its error, never the end of the run.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -164,28 +168,69 @@ def _unit_samples(unit: Unit, preprocessing: Preprocessing):
                                          f"container states {unit.start + unit.count} frames or more")
 
 
-class UnitReader(torch.utils.data.IterableDataset):
-    """The samples of `units`; each DataLoader worker reads every num_workers-th unit."""
-
-    def __init__(self, units: list, preprocessing: Preprocessing):
-        self.units = units
-        self.preprocessing = preprocessing
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        mine = self.units if info is None else self.units[info.id :: info.num_workers]
-        for unit in mine:
-            yield from _unit_samples(unit, self.preprocessing)
-
-
 def collate(samples: list) -> Samples:
     read = [tensor for _, tensor, error in samples if error is None]
-    crop = None if not read else read[0].shape
-    images = torch.stack(read) if read else torch.empty(0, *(crop or (3, 1, 1)))
+    images = torch.stack(read) if read else torch.empty(0)
     return Samples([key for key, _, _ in samples], [error for _, _, error in samples], images)
 
 
+_DONE = object()  # a worker thread's last item: it has no unit left
+
+
 def batches(units: list, preprocessing: Preprocessing, batch_size: int, workers: int):
-    """Samples of `units` in batches of up to batch_size, decoded by `workers` background processes (0: here)."""
-    return torch.utils.data.DataLoader(UnitReader(units, preprocessing), batch_size=batch_size, num_workers=workers,
-                                       collate_fn=collate, prefetch_factor=4 if workers else None)
+    """Samples of `units` in batches of up to batch_size, decoded by `workers` background threads (0: in this
+    one). A unit's items come in order; the units of different threads interleave."""
+    if not workers:
+        samples = (sample for unit in units for sample in _unit_samples(unit, preprocessing))
+        yield from _batched(samples, batch_size)
+        return
+    pending, results, stop = queue.Queue(), queue.Queue(maxsize=4 * batch_size), threading.Event()
+    for unit in units:
+        pending.put(unit)
+
+    def work():
+        try:
+            while not stop.is_set():
+                try:
+                    unit = pending.get_nowait()
+                except queue.Empty:
+                    break
+                for sample in _unit_samples(unit, preprocessing):
+                    results.put(sample)
+        except BaseException as exc:  # re-raised in the consumer's thread
+            results.put(exc)
+        results.put(_DONE)
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"resnext-decode-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield from _batched(_until_done(results, len(threads)), batch_size)
+    finally:
+        stop.set()
+        while any(thread.is_alive() for thread in threads):  # a thread blocked on a full queue: unblock it
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.05)
+
+
+def _until_done(results: queue.Queue, workers: int):
+    done = 0
+    while done < workers:
+        item = results.get()
+        if item is _DONE:
+            done += 1
+        elif isinstance(item, BaseException):
+            raise item
+        else:
+            yield item
+
+
+def _batched(samples, batch_size: int):
+    batch = []
+    for sample in samples:
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield collate(batch)
+            batch = []
+    if batch:
+        yield collate(batch)
