@@ -15,6 +15,8 @@ COMMANDS = {
     "loader-workers": ("loader_workers", "data-loader workers against none, for num_workers auto"),
     "optimizer-step": ("optimizer_step", "the optimizer's step: torch's default against fused"),
     "ddp-step": ("ddp_step", "a training step on 2 gloo processes: the recipe's against the defaults'"),
+    "bulk": ("bulk", "python -m resnext_core.predict against the plugin's run_on(folder): images per second"),
+    "overhead": ("overhead", "the plugin's time outside the engine's forward; video frames per second"),
     "gpu": ("gpu", "CUDA: precision fidelity, bs1 latency and bs256 throughput, a training run"),
 }
 

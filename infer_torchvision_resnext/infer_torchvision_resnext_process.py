@@ -30,6 +30,7 @@ class InferResNeXt(dataprocess.CClassificationTask):
         dataprocess.CClassificationTask.__init__(self, name)
         self.set_param_object(InferResNeXtParam() if param is None else copy.deepcopy(param))
         self.add_output(dataprocess.CImageIO(core.IODataType.IMAGE, "Explanation (top-1 class heatmap)"))
+        self._names = None  # the class names last given to Ikomia (a cached model keeps its list object)
 
     def get_progress_steps(self):
         return 1
@@ -45,7 +46,9 @@ class InferResNeXt(dataprocess.CClassificationTask):
         self.get_output(EXPLANATION_OUTPUT).auto_save = config.explain != NO_EXPLANATION
         # Resolved on every run: a parameter change takes effect at once; unchanged ones hit the model cache.
         classifier = load_classifier(config)
-        self.set_names(classifier.class_names)
+        if classifier.class_names is not self._names:  # 1000 names cross into C++ only when they change
+            self.set_names(classifier.class_names)
+            self._names = classifier.class_names
         labelled = explained = None
         if self.is_whole_image_classification():
             labelled, explained = self._classify_whole_image(classifier, config)
@@ -70,8 +73,8 @@ class InferResNeXt(dataprocess.CClassificationTask):
         """Sets the results; returns the image with the top-k labels drawn, and the explanation image or None."""
         image = self.get_input(0).get_image()
         probabilities = classifier.predict([image])[0]
-        ranked = classifier.top_k(probabilities, probabilities.numel())
-        self.set_whole_image_results([n for n, _ in ranked], [f"{c:.8g}" for _, c in ranked])
+        ranked = classifier.top_k(probabilities, probabilities.numel())  # every class: what Ikomia's table shows
+        self.set_whole_image_results([name for name, _ in ranked], [f"{confidence:.8g}" for _, confidence in ranked])
         # The core's label is top-1 in a fixed small font; ours is top-k, sized to the image.
         self.get_output(2).set_items([])
         labelled = draw_labels(image, [format_label(name, conf) for name, conf in ranked[:config.top_k]])
