@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
+CLIENT := .ikcli
+CLIENT_STAMP := $(CLIENT)/.installed
 
 .PHONY: install plugins develop test demo pictures package clean
 
-install: $(STAMP) plugins
+install: $(STAMP) plugins $(CLIENT_STAMP)
 
 # The core installed editable with the plugins' platform and the test tools (pyproject.toml states every pin);
 # reinstalled only when pyproject.toml changes: a second `make install` takes seconds.
@@ -14,6 +16,11 @@ $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[plugins,dev]"
+	touch $@
+
+# Ikomia's publishing client (ikomia-cli), apart from .venv's packages: README, Publishing to Ikomia HUB.
+$(CLIENT_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m resnext_tools.publish install --folder $(CLIENT)
 	touch $@
 
 plugins: $(STAMP)
@@ -38,4 +45,4 @@ package: $(STAMP)
 	$(PY) -m resnext_tools.plugins --dest dist --zip
 
 clean:
-	rm -rf dist demo_output .pytest_cache
+	rm -rf dist demo_output .pytest_cache $(CLIENT)

@@ -1,5 +1,11 @@
-"""Plugin metadata both plugins share (Ikomia's CTaskInfo fields): one place, so they never disagree."""
+"""Plugin metadata both plugins share (Ikomia's CTaskInfo fields, what ikomia-cli sends to HUB): one place, so they
+never disagree."""
+from ikomia.utils import ApiLanguage, OSType
+
 from ..resnext_core import __version__
+
+# Each plugin's code on GitHub, where HUB links to it: they replace the public plugins of these names.
+REPOSITORY = "https://github.com/Ikomia-hub/{name}"
 
 COMMON_INFO = {
     "authors": "Saining Xie, Ross Girshick, Piotr Dollár, Zhuowen Tu, Kaiming He",
@@ -16,7 +22,9 @@ COMMON_INFO = {
     "path": "Plugins/Python/Classification",
     "icon_path": "icons/icon.png",
     "documentation_link": "https://pytorch.org/vision/stable/models/resnext.html",
-    "original_repository": "https://github.com/pytorch/vision",
+    "original_repository": "https://github.com/pytorch/vision",  # the ResNeXt implementation and weights used
+    "language": ApiLanguage.PYTHON,
+    "os": OSType.LINUX,  # the ikomia 0.16.1 wheel is built for Linux only
     "algo_tasks": "CLASSIFICATION",
 }
 KEYWORDS = "resnext,resnet,residual,cnn,classification,torchvision,pytorch"
@@ -31,7 +39,7 @@ HARDWARE = {
 
 def fill_info(info, **specific) -> None:
     """Set the common fields, then the plugin's own, and its hardware needs on an Ikomia CTaskInfo."""
-    for key, value in {**COMMON_INFO, **specific}.items():
+    for key, value in {**COMMON_INFO, "repository": REPOSITORY.format(name=info.name), **specific}.items():
         setattr(info, key, value)
     for key, value in HARDWARE[info.name].items():
         setattr(info.hardware_config, key, value)

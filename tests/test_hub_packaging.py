@@ -1,7 +1,9 @@
-"""Ikomia HUB: the packaged folders are complete, install alone in a fresh home and pass their HUB tests;
-metadata agrees with the READMEs; the installed plugins work alone and side by side."""
+"""Ikomia HUB: published as ikomia-cli publishes (its own code, offline: info, zip, demo workflow), the packaged
+folders complete, installed alone in a fresh home and passing their HUB tests; metadata agrees with the READMEs;
+the installed plugins work alone and side by side."""
 import ast
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -11,6 +13,7 @@ import zipfile
 
 import pytest
 from PIL import Image
+from sklearn.datasets import load_sample_image
 
 from resnext_core import __version__
 from resnext_core.common import checkpoint, models
@@ -37,7 +40,7 @@ def packaged(tmp_path_factory):
 def workspace(tmp_path_factory):
     """Files the README examples and HUB tests read: photo.jpg, my_dataset/, my_model/best.pth."""
     folder = tmp_path_factory.mktemp("workspace")
-    Image.fromarray(textured_image(240, 320)).save(folder / "photo.jpg")
+    Image.fromarray(load_sample_image("china.jpg")).save(folder / "photo.jpg")  # a real photo, shipped in scikit-learn
     digits = folder / "digits"
     write_digits_dataset(str(digits))
     for split, count in (("train", 4), ("val", 2)):
@@ -187,9 +190,11 @@ for name in ("infer_torchvision_resnext", "train_torchvision_resnext"):
     info = factory.info
     fields = ["name", "version", "license", "min_ikomia_version", "max_ikomia_version", "min_python_version",
               "max_python_version", "keywords", "authors", "article", "article_url", "journal", "year",
-              "documentation_link", "original_repository", "icon_path", "algo_tasks", "short_description", "description"]
+              "documentation_link", "original_repository", "repository", "icon_path", "algo_tasks", "short_description",
+              "description"]
     out[name] = {f: getattr(info, f) for f in fields}
     out[name]["algo_type"] = str(info.algo_type)
+    out[name]["os"] = str(info.os)
     hw = info.hardware_config
     out[name]["hardware"] = [hw.min_cpu, hw.min_ram, hw.gpu_required, hw.min_vram]
 print("INFO" + json.dumps(out))
@@ -220,6 +225,7 @@ def test_metadata_complete_and_consistent_with_readmes():
         assert table["hardware"] == (f"{min_cpu} CPU cores, {min_ram} GB RAM; "
                                      f"GPU {'required' if gpu_required else 'optional'} ({min_vram} GB VRAM)")
         assert str(fields["year"]) in table["paper"] and fields["article"] in table["paper"]
+        assert table["repository"] == fields["repository"] and table["os"] == "Linux" and fields["os"].endswith("LINUX")
         assert "resnext" in fields["keywords"] and fields["algo_tasks"] == "CLASSIFICATION"
     assert infer["algo_type"].endswith("INFER") and train["algo_type"].endswith("TRAIN")
     top = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
@@ -260,3 +266,85 @@ def test_installed_plugins_work_alone_and_together(tmp_path, names):
     assert completed.returncode == 0 and "RESULT OK" in completed.stdout, completed.stdout[-2000:] + completed.stderr[-3000:]
     for name in names:
         assert f"{name}.resnext_core" in completed.stdout
+
+
+CLIENT = os.path.join(ROOT, ".ikcli")
+# What a plugin needs, and nothing a run leaves behind: weights, engines' caches, run folders, bytecode.
+NOT_SHIPPED = re.compile(r"(__pycache__|\.pyc$|\.pth$|\.pt$|\.onnx$|\.npy$|\.bin$|\.xml$|mlruns|tensorboard|runs/|\.tmp-)")
+
+
+def _client_env(home, **extra) -> dict:
+    """ikomia-cli first on the path (its own folder: its rich<13 never meets .venv's nncf), an Ikomia home."""
+    if not os.path.isfile(os.path.join(CLIENT, "ikcli", "__init__.py")):
+        pytest.fail(f"ikomia-cli is not installed in {CLIENT}: make install puts it there")
+    return {**os.environ, "PYTHONPATH": CLIENT, "HOME": str(home), "TORCH_HOME": TORCH_HOME, **extra}
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_published_as_ikomia_cli_publishes(packaged, workspace, tmp_path, name):
+    """ikomia-cli's own Algo(name).info, Package and demo workflow on the installed plugin: no empty field it sends,
+    a zip of only what the plugin needs, which installs alone in a fresh home; there the demo workflow (INFER) is
+    loaded from its JSON and run on a photo."""
+    home = tmp_path / "home"
+    shutil.copytree(packaged / name, home / "Ikomia" / "Plugins" / "Python" / name)
+    out = tmp_path / "published"
+    completed = subprocess.run([sys.executable, "-m", "resnext_tools.publish", "check", name, "--out", str(out)],
+                               cwd=str(tmp_path), capture_output=True, text=True, timeout=600, env=_client_env(home))
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    info = json.load(open(out / f"{name}_info.json"))
+    empty = [key for key, value in info.items() if value in ("", None, [], {})]
+    empty += [f"paper.{key}" for key, value in info["paper"].items() if value in ("", None, 0)]
+    assert not empty, f"ikomia-cli would send these empty: {empty}"
+    assert info["description"] == (packaged / name / "README.md").read_text(encoding="utf-8")
+    assert info["repository"] == f"https://github.com/Ikomia-hub/{name}" and info["os"] == ["LINUX"]
+    assert info["language"] == "PYTHON" and info["algo_task"] == ["CLASSIFICATION"] and "resnext" in info["keywords"]
+    assert info["algo_type"] == {INFER: "INFER", TRAIN: "TRAIN"}[name]
+    with Image.open(info["icon"]) as icon:
+        assert icon.format == "PNG" and min(icon.size) >= 32
+    with zipfile.ZipFile(out / f"{name}.zip") as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "fresh" / "Ikomia" / "Plugins" / "Python" / name)
+    assert not [n for n in names if NOT_SHIPPED.search(n)], "the zip ships only the plugin"
+    assert {f"{name}.py", f"{name}_process.py", f"{name}_widget.py", f"{name}_test.py", "requirements.txt", "LICENSE",
+            "README.md", "icons/icon.png", "resnext_core/__init__.py", "resnext_ikomia/metadata.py"} <= set(names)
+    if name != INFER:
+        assert not (out / f"{name}_demo_workflow.json").exists(), "ikomia-cli makes demo workflows for INFER only"
+        return
+    run = RUN_DEMO_WORKFLOW % (str(out / f"{name}_demo_workflow.json"), str(workspace / "photo.jpg"))
+    completed = subprocess.run([sys.executable, "-c", run], cwd=str(tmp_path), capture_output=True, text=True,
+                               timeout=600, env=dict(os.environ, HOME=str(tmp_path / "fresh"), TORCH_HOME=TORCH_HOME))
+    assert completed.returncode == 0 and "RESULT" in completed.stdout, completed.stdout[-2000:] + completed.stderr[-3000:]
+    loaded_from, results = json.loads(completed.stdout.split("RESULT", 1)[1])
+    assert loaded_from.startswith(str(tmp_path / "fresh")) and len(results) == 1000
+
+
+RUN_DEMO_WORKFLOW = r"""
+import json, sys
+from ikomia.dataprocess.workflow import Workflow
+wf = Workflow()
+wf.load(%r)
+wf.run_on(path=%r)
+task = wf.get_task(wf.get_task_ids()[-1])
+print("RESULT" + json.dumps([sys.modules[task.name + ".resnext_core"].__file__, task.get_whole_image_results()]))
+"""
+
+
+def test_int8_builds_beside_the_clients_rich(tmp_path):
+    """ikomia-cli pins rich<13, nncf asks for rich>=13.5.2: in the client's environment int8 (NNCF) still builds."""
+    from helpers import small_checkpoint
+
+    small_checkpoint(tmp_path / "m.pth")
+    (tmp_path / "calibration").mkdir()
+    for index in range(4):
+        Image.fromarray(textured_image(70, 70, seed=index)).save(tmp_path / "calibration" / f"{index}.png")
+    code = (f"import importlib.metadata, rich, numpy as np\nfrom resnext_core import load_classifier\n"
+            f"c = load_classifier(model_weight_file={str(tmp_path / 'm.pth')!r}, precision='int8', device='cpu', "
+            f"calibration_folder={str(tmp_path / 'calibration')!r})\n"
+            f"print('RESULT', importlib.metadata.version('rich'), rich.__file__, c.runner.engine, "
+            f"tuple(c.predict([np.zeros((64, 64, 3), np.uint8)]).shape))")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
+                               timeout=600, env=_client_env(tmp_path / "home", TORCH_HOME=str(tmp_path / "torch")))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    version, location, engine, shape = completed.stdout.split("RESULT", 1)[1].split(maxsplit=3)
+    assert version.startswith("12.") and location.startswith(CLIENT), "the client's rich, not .venv's"
+    assert engine == "openvino" and shape.strip() == "(1, 3)"
