@@ -11,7 +11,7 @@ OTHER = "(other)"  # the confusion matrix's column of predictions outside the ev
 
 
 def classification_metrics(labels, logits, class_names, evaluated=None) -> dict:
-    """Top-1, top-5 (5+ classes), macro and per-class precision/recall/F1, confusion matrix.
+    """Top-1, top-5 (over 5 classes), macro and per-class precision/recall/F1, confusion matrix.
 
     evaluated: the class indices to report (default: every class). A test set with some of the model's classes
     (ImageNet weights on a few of theirs) is reported on those: the macro averages are theirs, and the confusion
@@ -43,7 +43,7 @@ def classification_metrics(labels, logits, class_names, evaluated=None) -> dict:
     }
     if evaluated is not None:
         result["confusion_labels"] = matrix_names
-    if len(class_names) >= 5:
+    if len(class_names) > 5:  # with 5 classes or fewer, every image is in its top 5
         result["top5"] = float(top_k_accuracy_score(labels, logits, k=5, labels=list(range(len(class_names)))))
     return result
 
