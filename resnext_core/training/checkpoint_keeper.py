@@ -8,10 +8,15 @@ from ..common.checkpoint import safe_load, save_checkpoint
 from ..common.errors import CheckpointError
 from ..common.files import atomic_copy
 from ..common.preprocess import Preprocessing
+from .config import TRAIN_SCHEMA
 
-# Settings a resumed run must share with its checkpoint: the optimizer state and the set of
-# trainable parameters only fit the run that wrote them.
-MUST_MATCH_ON_RESUME = ("optimizer", "train_mode")
+DEFAULTS = TRAIN_SCHEMA.defaults()  # {setting: stored string}, as train_params holds them
+
+# Settings a resumed run must share with its checkpoint: the optimizer state, its parameter groups, the set of
+# trainable parameters and the moving average only fit the run that wrote them, and a changed recipe would make
+# the resumed run another run.
+MUST_MATCH_ON_RESUME = ("optimizer", "train_mode", "ema", "backbone_lr_factor", "accumulation_steps", "augment",
+                        "random_erasing", "mixup", "cutmix")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class TrainingState:
         return self.history[-1]["epoch"] if self.history else 0
 
 
+def _cpu(state_dict: dict) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+
+
 def scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
@@ -64,12 +73,15 @@ class CheckpointKeeper:
 
     keep_best False writes no best.pth (last.pth is always written, so a run is never lost).
     writes False keeps the state and writes nothing: the ranks other than 0 of a distributed run.
+    ema: the moving average of the weights, if the run keeps one: a checkpoint's state_dict (what inference
+    loads) is then the average, and trained_state_dict the weights the optimizer steps.
     """
 
     def __init__(self, run_folder: str, model, optimizer, scheduler, scaler, metadata: CheckpointMetadata, keep_best=True,
-                 writes=True):
+                 writes=True, ema=None):
         self.run_folder = run_folder
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.ema = ema
         self.metadata = metadata
         self.keep_best = keep_best
         self.writes = writes
@@ -106,10 +118,12 @@ class CheckpointKeeper:
         if not self.writes:
             return
         state, metadata = self.state, self.metadata
+        averaged = {} if self.ema is None else {"trained_state_dict": _cpu(self.model.state_dict()),
+                                                "ema_updates": int(self.ema.n_averaged)}
         save_checkpoint(
             self.path(filename),
             metadata.model_name,
-            {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+            _cpu((self.model if self.ema is None else self.ema.module).state_dict()),
             metadata.class_names,
             metadata.preprocessing,
             epoch=state.epoch,
@@ -122,6 +136,7 @@ class CheckpointKeeper:
             stale=state.stale,
             temperature=state.temperature,
             train_params=metadata.train_params,
+            **averaged,
         )
 
     def _copy(self, source: str, target: str) -> None:
@@ -132,7 +147,10 @@ class CheckpointKeeper:
         """Load weights, optimizer, scheduler, scaler and state from a run's last.pth or best.pth."""
         data = safe_load(path)
         self._check_resumable(path, data)
-        self.model.load_state_dict(data["state_dict"])
+        self.model.load_state_dict(data.get("trained_state_dict", data["state_dict"]))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(data["state_dict"])
+            self.ema.n_averaged.fill_(int(data["ema_updates"]))
         # The saved groups bring their hyperparameters and also how the step runs (fused or not, as the
         # run that wrote them chose): the step keeps this run's choice.
         how_steps_run = [{key: group[key] for key in ("fused", "foreach") if key in group}
@@ -161,7 +179,7 @@ class CheckpointKeeper:
         saved = data.get("train_params", {})
         for name in MUST_MATCH_ON_RESUME:
             wanted = self.metadata.train_params[name]
-            if name in saved and saved[name] != wanted:
+            if saved.get(name, DEFAULTS[name]) != wanted:  # a run from before the parameter had its default
                 raise CheckpointError(
                     f"resume file {path} was trained with {name} '{saved[name]}', "
                     f"this run asks for '{wanted}': they must match to continue"

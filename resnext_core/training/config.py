@@ -13,6 +13,7 @@ from ..common.schema import ADVANCED, BOOL, FILE, FOLDER, SIZE, TEXT, Legacy, Sc
 from .distributed import ALL_PROCESSES, parse_gpus, parse_processes
 
 TRAIN_MODES = ("fine_tune", "feature_extract", "scratch")
+AUGMENTATIONS = ("none", "trivialaugment", "randaugment", "augmix")  # torchvision.transforms.v2's policies
 OPTIMIZERS = ("sgd", "adamw")
 CLASS_BALANCES = ("none", "weighted_loss", "balanced_sampling")
 NO_WEIGHTS_CHOICE = "none"
@@ -37,7 +38,8 @@ class TrainConfig:
         "new classifier; scratch: random initial weights.", choices=TRAIN_MODES)
     epochs: int = option(15, "Epochs", "Passes over the training images.", low=1, high=100_000)
     batch_size: int = option(
-        8, "Batch size", "Images per training step, over all processes (capped at the training set's size).",
+        8, "Batch size", "Images per forward and backward, over all processes (capped at the training set's size); "
+        "an optimizer step takes accumulation_steps of them.",
         low=1, high=65_536)
     learning_rate: float = option(
         0.001, "Learning rate", "Peak learning rate, after warmup; cosine decay to 0.", low=1e-8, high=10.0, decimals=6)
@@ -68,6 +70,31 @@ class TrainConfig:
         0.25, "Smallest random crop", "Smallest random crop, as a fraction of the image area.",
         low=0.01, high=1.0, decimals=2, group=ADVANCED)
     hflip: bool = option(True, "Random horizontal flip", "Mirror training images at random (off for digits, text, left/right).", group=ADVANCED)
+    augment: str = option(
+        "none", "Augmentation policy", "torchvision's TrivialAugment, RandAugment or AugMix on every training image, "
+        "after the crop: more variety for small datasets; their rotations and shears can change a class where "
+        "orientation matters (digits, text).", choices=AUGMENTATIONS, group=ADVANCED)
+    random_erasing: float = option(
+        0.0, "Random erasing", "Probability of blanking a random rectangle of a training image (0 = never): "
+        "robustness to occlusion.", low=0.0, high=1.0, decimals=2, group=ADVANCED)
+    mixup: float = option(
+        0.0, "Mixup alpha", "Blend pairs of training images and their labels (Beta(alpha, alpha) weights; 0 = off, "
+        "0.2 the usual): soft targets, a smoother model; needs more epochs to pay.", low=0.0, high=10.0, decimals=2,
+        group=ADVANCED)
+    cutmix: float = option(
+        0.0, "CutMix alpha", "Paste a patch of one training image into another, labels mixed by area (0 = off, 1.0 the "
+        "usual); with mixup too, each batch takes one of the two.", low=0.0, high=10.0, decimals=2, group=ADVANCED)
+    ema: float = option(
+        0.0, "EMA decay", "Keep an exponential moving average of the weights (e.g. 0.999; 0 = off): validated, and "
+        "saved as best.pth, instead of the last step's weights; warmed up over the first steps.",
+        low=0.0, high=0.99999, decimals=5, group=ADVANCED)
+    backbone_lr_factor: float = option(
+        1.0, "Backbone learning-rate factor", "Fine-tuning: the pretrained layers learn at learning_rate times this, "
+        "the new classifier at learning_rate (e.g. 0.1 keeps ImageNet features from being washed out).",
+        low=0.0, high=1.0, decimals=3, group=ADVANCED)
+    accumulation_steps: int = option(
+        1, "Gradient accumulation", "Batches whose gradients add up before each optimizer step: a step sees "
+        "batch_size x this images, a global batch larger than memory holds.", low=1, high=1024, group=ADVANCED)
     val_split: float = option(
         0.2, "Validation split", "Share of each class held out for validation when the folder has no val/.",
         low=0.0, high=0.9, decimals=2, group=ADVANCED)
@@ -99,7 +126,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         self.model_name = resolve_model_name(self.model_name)
-        for name, choices in (("train_mode", TRAIN_MODES), ("optimizer", OPTIMIZERS), ("class_balance", CLASS_BALANCES)):
+        for name, choices in (("train_mode", TRAIN_MODES), ("optimizer", OPTIMIZERS), ("class_balance", CLASS_BALANCES),
+                              ("augment", AUGMENTATIONS)):
             if getattr(self, name) not in choices:  # a config built in code skips the schema's parsing
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got '{getattr(self, name)}'")
         if not self.output_folder:

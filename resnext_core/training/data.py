@@ -20,22 +20,31 @@ from ..common.world import SINGLE, World, cores_per_process
 ONNX_SAMPLE_IMAGES = 4
 
 
-class TrainTransform:
-    """RandomResizedCrop (+ horizontal flip) on the image tensor, then the shared normalisation.
+POLICIES = {"trivialaugment": T.TrivialAugmentWide, "randaugment": T.RandAugment, "augmix": T.AugMix}
 
-    min_crop_scale: smallest crop, as a fraction of the image area; hflip off for asymmetric
-    classes (digits, text, left/right).
+
+class TrainTransform:
+    """RandomResizedCrop (+ horizontal flip, + an augmentation policy) on the image tensor, the shared
+    normalisation, then random erasing: torchvision's references' order.
+
+    min_crop_scale: smallest crop, as a fraction of the image area; hflip off for asymmetric classes (digits,
+    text, left/right); augment: a key of POLICIES or "none"; random_erasing: its probability.
     """
 
-    def __init__(self, preprocessing: Preprocessing, min_crop_scale: float = 0.25, hflip: bool = True):
+    def __init__(self, preprocessing: Preprocessing, min_crop_scale: float = 0.25, hflip: bool = True,
+                 augment: str = "none", random_erasing: float = 0.0):
         self.preprocessing = preprocessing
         steps = [T.RandomResizedCrop(preprocessing.crop_size, scale=(min_crop_scale, 1.0), antialias=True)]
         if hflip:
             steps.append(T.RandomHorizontalFlip())
+        if augment in POLICIES:
+            steps.append(POLICIES[augment]())
         self.augment = T.Compose(steps)
+        self.erase = T.RandomErasing(random_erasing, value=0) if random_erasing else None
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        return self.preprocessing.normalize(self.augment(image_to_tensor(image)))
+        tensor = self.preprocessing.normalize(self.augment(image_to_tensor(image)))
+        return self.erase(tensor) if self.erase is not None else tensor
 
 
 class EpochBatches(torch.utils.data.Sampler):
@@ -134,7 +143,8 @@ class TrainingData:
         self.preprocessing = training_preprocessing(config)
         self.batch_size = self._batch_size(log)
         self.num_workers = loader_workers(config.num_workers, device, world)
-        augment = TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip)
+        augment = TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip, config.augment,
+                                 config.random_erasing)
         self._train_set = ImageDataset(self.split.train, augment)  # one for the run; each epoch only resamples
         self._run_batches = RunBatches(self.epoch_batches)
         self._train_loader = self._val_loader = None  # made at first use, kept until close()

@@ -8,12 +8,15 @@ with DDP (distributed.py). After torchvision's references/classification/train.p
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
+from torchvision.transforms import v2 as T
 
 from ..common.errors import ConfigError
 from ..common.metrics import classification_metrics, worst_predictions
@@ -57,6 +60,14 @@ class TrainingSetup:
     device: torch.device
     amp_dtype: torch.dtype  # autocast's (float32: none)
     training_model: nn.Module  # what steps: `model`, or its DDP wrapper on several processes
+    ema: torch.optim.swa_utils.AveragedModel | None = None  # the moving average of `model`'s weights, if asked for
+    mix: Callable | None = None  # (images, labels) -> (mixed images, soft targets): MixUp and/or CutMix
+    accumulation_steps: int = 1  # batches whose gradients add up before each optimizer step
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """What validation scores and best.pth holds: the moving average where there is one."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int):
@@ -84,25 +95,56 @@ def build_classifier(config: TrainConfig, num_classes: int, device: torch.device
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:  # no weight decay on norms and biases
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """No weight decay on norms and biases; with backbone_lr_factor below 1, the pretrained layers at
+    learning_rate x that factor and the new classifier (fc) at learning_rate."""
+    groups = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            head = config.backbone_lr_factor == 1.0 or name.startswith("fc.")
+            groups.setdefault((parameter.ndim <= 1, head), []).append(parameter)
+    param_groups = [{"params": params, "weight_decay": 0.0 if no_decay else config.weight_decay,
+                     "lr": config.learning_rate * (1.0 if head else config.backbone_lr_factor)}
+                    for (no_decay, head), params in sorted(groups.items())]
     # fused: one kernel updates every parameter, on the CPU as on CUDA (the only devices training runs on),
     # where the default steps through the parameters in lists: `python -m benchmarks optimizer-step`.
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
-    return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum, nesterov=config.momentum > 0,
+        return torch.optim.AdamW(param_groups, lr=config.learning_rate, fused=True)
+    return torch.optim.SGD(param_groups, lr=config.learning_rate, momentum=config.momentum, nesterov=config.momentum > 0,
                            fused=True)
+
+
+def ema_of(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of `model`'s parameters and buffers. Its decay is warmed up, (1 + n) / (10 + n)
+    after n updates until that passes `decay`, so that a short fine-tuning run is not averaged into its start."""
+
+    def average(averaged: list, current: list, updates: torch.Tensor) -> None:
+        weight = 1.0 - min(decay, (1.0 + float(updates)) / (10.0 + float(updates)))
+        for mean, value in zip(averaged, current):
+            if mean.is_floating_point():
+                mean.lerp_(value, weight)
+            else:  # BatchNorm's counter of batches: the model's own
+                mean.copy_(value)
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+
+
+def batch_mixer(config: TrainConfig, num_classes: int) -> Callable | None:
+    """torchvision's MixUp and/or CutMix (one of the two per batch when both are on), or None."""
+    mixers = ([T.MixUp(alpha=config.mixup, num_classes=num_classes)] if config.mixup else []) + \
+             ([T.CutMix(alpha=config.cutmix, num_classes=num_classes)] if config.cutmix else [])
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else T.RandomChoice(mixers)
 
 
 def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int,
                 train_labels: list, world: World = SINGLE) -> TrainingSetup:
+    """steps_per_epoch: the epoch's batches (an optimizer step takes accumulation_steps of them)."""
     model = build_classifier(config, num_classes, device, world)
     optimizer = build_optimizer(model, config)
+    optimizer_steps = math.ceil(steps_per_epoch / config.accumulation_steps)  # an epoch's steps of the schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(steps_per_epoch * config.epochs, int(steps_per_epoch * config.warmup_epochs))
+        optimizer, warmup_cosine(optimizer_steps * config.epochs, int(optimizer_steps * config.warmup_epochs))
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     criterion = nn.CrossEntropyLoss(weight=loss_class_weights(config, train_labels, num_classes, device),
@@ -112,7 +154,8 @@ def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_
     # depend on the training set's class sizes. Per-class recall and macro F1 show what balancing changes.
     val_criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     return TrainingSetup(model, optimizer, scheduler, scaler, criterion, val_criterion, device, amp_dtype,
-                         distributed.wrap_model(model, device, world))
+                         distributed.wrap_model(model, device, world), ema_of(model, config.ema) if config.ema else None,
+                         batch_mixer(config, num_classes), config.accumulation_steps)
 
 
 def loss_class_weights(config: TrainConfig, train_labels: list, num_classes: int, device) -> torch.Tensor | None:
@@ -133,32 +176,46 @@ def _ignore(*args) -> None:
 def train_one_epoch(setup: TrainingSetup, loader, *, epoch: int, start_batch: int = 0, should_stop=_never,
                     on_batch=_ignore) -> EpochStats:
     """One pass of setup.training_model over `loader`, whose first batch is batch `start_batch` of epoch `epoch`
-    (both from 0).
+    (both from 0). The optimizer steps every setup.accumulation_steps batches (and after the epoch's last), each
+    batch's loss divided by the batches of its step: the step's gradient is the mean over its images.
 
-    should_stop() is asked before every batch and after the last one, so a stop never waits for an epoch.
-    on_batch(batch, loss) follows every step, batch counted from 1 within the epoch.
+    should_stop() is asked before every step's first batch and after the last one, so a stop never waits for an
+    epoch, and always leaves the run at a step's boundary. on_batch(batch, loss) follows every batch, counted from
+    1 within the epoch.
     """
     model, criterion, optimizer, scheduler, scaler = (setup.training_model, setup.criterion, setup.optimizer,
                                                        setup.scheduler, setup.scaler)
-    device, amp_dtype = setup.device, setup.amp_dtype
+    device, amp_dtype, accumulation = setup.device, setup.amp_dtype, setup.accumulation_steps
+    end = start_batch + len(loader)
     model.train()
-    total_loss, correct, seen, batch = 0.0, 0, 0, start_batch
+    total_loss, correct, seen, batch, step_batches = 0.0, 0, 0, start_batch, 0
     started = time.perf_counter()
     for images, labels in loader:
-        if should_stop():
-            return EpochStats(stopped=True, batch=batch)
+        first_of_step = (batch - start_batch) % accumulation == 0
+        if first_of_step:
+            if should_stop():
+                return EpochStats(stopped=True, batch=batch)
+            step_batches = min(accumulation, end - batch)
+        last_of_step = (batch - start_batch) % accumulation == step_batches - 1
         images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            logits = model(images)
-            loss = criterion(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise ConfigError(f"Training diverged (loss {loss.item()}) at epoch {epoch + 1}: lower learning_rate")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        images, targets = setup.mix(images, labels) if setup.mix is not None else (images, labels)
+        # DDP averages the gradients at the step's last backward only.
+        synchronised = contextlib.nullcontext() if last_of_step or not hasattr(model, "no_sync") else model.no_sync()
+        with synchronised:
+            with autocast(device, amp_dtype):
+                logits = model(images)
+                loss = criterion(logits.float(), targets)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"Training diverged (loss {loss.item()}) at epoch {epoch + 1}: lower learning_rate")
+            scaler.scale(loss / step_batches).backward()
+        if last_of_step:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if setup.ema is not None:
+                setup.ema.update_parameters(setup.model)
         batch_loss = loss.item()
         total_loss += batch_loss * labels.numel()
         correct += (logits.argmax(1) == labels).sum().item()
@@ -171,7 +228,7 @@ def train_one_epoch(setup: TrainingSetup, loader, *, epoch: int, start_batch: in
         loss=total_loss / max(seen, 1),
         top1=correct / max(seen, 1),
         images_per_second=seen / max(time.perf_counter() - started, 1e-9),
-        lr=scheduler.get_last_lr()[0],
+        lr=scheduler.get_last_lr()[-1],
         batch=batch,
         images=seen,
     )

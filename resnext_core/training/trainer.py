@@ -160,7 +160,8 @@ class Trainer:
         metadata = CheckpointMetadata(config.model_name, data.class_names, data.preprocessing,
                                       {k: str(v) for k, v in asdict(config).items()})
         keeper = CheckpointKeeper(self.run_folder, setup.model, setup.optimizer, setup.scheduler, setup.scaler,
-                                  metadata, keep_best=config.export_pth or config.export_onnx, writes=world.is_main)
+                                  metadata, keep_best=config.export_pth or config.export_onnx, writes=world.is_main,
+                                  ema=setup.ema)
         if config.resume:
             keeper.resume(config.resume)
             self.callbacks.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
@@ -233,7 +234,7 @@ class Trainer:
 
     def _validate(self, setup: TrainingSetup, val_loader) -> dict:
         """validation_metrics() of the whole validation set, each rank having predicted its share."""
-        logits, labels = predict(setup.model, val_loader, self.device, self.amp_dtype, len(self.data.class_names))
+        logits, labels = predict(setup.evaluated_model, val_loader, self.device, self.amp_dtype, len(self.data.class_names))
         logits, labels = distributed.gather_val_shards(logits, labels, self.world)
         return validation_metrics(logits, labels, setup.val_criterion, self.data.class_names)
 
