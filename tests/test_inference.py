@@ -1,6 +1,7 @@
 """Inference as users run it: the plugin through Workflow, its parameters, regions, ImageNet and trained weights,
 the model cache shared by tasks and threads."""
 import dataclasses
+import json
 import os
 import sys
 import threading
@@ -467,3 +468,31 @@ print(json.dumps({{"done": done, "rss": samples, "peak": {PEAK_RSS}, "cached": l
     # Two cached models (~0.35 GB each at most) + one being loaded and folded + torch and ikomia (~1.5 GB);
     # the flat RSS above is what shows the bound is honoured, this only catches a blow-up.
     assert report["peak"] < 5000, report
+
+
+IK_AND_SAVED_WORKFLOW = r"""
+import json, sys
+from ikomia.dataprocess.workflow import Workflow
+from ikomia.utils import ik
+wf = Workflow()
+algo = wf.add_task(ik.infer_torchvision_resnext(model_name="resnext50", top_k="2", input_size="160"), auto_connect=True)
+wf.run_on(path="photo.jpg")
+wf.save("saved_workflow.json")
+first = algo.get_whole_image_results()[:3]
+again = Workflow()
+again.load("saved_workflow.json")
+again.run_on(path="photo.jpg")
+task = again.get_task(again.get_task_ids()[-1])
+print("RESULT" + json.dumps({"first": first, "again": task.get_whole_image_results()[:3], "params": task.get_parameters()}))
+"""
+
+
+def test_the_ik_namespace_and_a_saved_workflow_reloaded(imagenet_weights, photo, tmp_path):
+    """ik.infer_torchvision_resnext(...) (Ikomia's auto-completion, on), then the workflow saved to JSON and loaded
+    in the same fresh state gives the same results with the same parameters."""
+    completed = run_python(IK_AND_SAVED_WORKFLOW, env_extra={"IKOMIA_AUTO_COMPLETION": "1"}, cwd=str(tmp_path))
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
+    assert completed.returncode == 0 and lines, completed.stdout[-2000:] + completed.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT"):])
+    assert out["first"] == out["again"] and len(out["first"]) == 3
+    assert (out["params"]["top_k"], out["params"]["input_size"], out["params"]["model_name"]) == ("2", "160", "resnext50")

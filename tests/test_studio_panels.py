@@ -205,3 +205,34 @@ def test_panel_renders_every_control_visible_sized_and_apart(plugin):
 
         image = Image.open(shot["png"])
         assert image.size == PANEL_SIZE and len(set(image.convert("L").getdata())) > 20, "a drawn panel, not a blank one"
+
+
+APPLY_THEN_RUN = PRELUDE + r"""
+import numpy as np
+task, widget = make_widget("infer_torchvision_resnext", {})
+image = np.full((240, 320, 3), 200, np.uint8)
+
+def dark_rows():
+    task.get_input(0).set_image(image)
+    task.run()
+    drawn = task.get_output(0).get_image()
+    return int((drawn[:, :40].mean(axis=(1, 2)) < 150).sum())  # rows of the labels' dark box
+
+before = dark_rows()
+widget.form.controls["top_k"].setValue(1)
+widget.form.controls["model_name"].setCurrentText("resnext101_64x4d")
+widget.on_apply()
+after = dark_rows()
+cache = sys.modules["infer_torchvision_resnext.resnext_core.inference.model_cache"].MODEL_CACHE
+print("RESULT" + json.dumps({"before": before, "after": after, "classes": len(task.get_whole_image_results()),
+                             "model": list(cache._entries.values())[-1].description}))
+import os; os._exit(0)  # a shown widget's teardown can crash the interpreter (ikomia-0.16.1 notes)
+"""
+
+
+def test_the_panels_apply_reaches_the_next_run(imagenet_weights):
+    """STUDIO's path: the widget's values, Apply, then the task's run: one label drawn instead of five, on the
+    model chosen in the panel."""
+    out = _result(APPLY_THEN_RUN)
+    assert 0 < out["after"] < out["before"] / 3, out
+    assert out["classes"] == 1000 and "resnext101_64x4d" in out["model"]
