@@ -13,10 +13,8 @@ predictions.csv, confusion_matrix.png, worst_predictions.png and reliability_dia
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .common.cli import add_parameter_flags, parsed_config
-from .common.errors import ResNeXtError
+from .common.cli import add_parameter_flags, parsed_config, run_command
 from .inference.bulk import BATCH_SIZE
 from .inference.config import INFER_SCHEMA
 from .inference.evaluation import evaluate_folder
@@ -50,8 +48,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ResNeXtError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

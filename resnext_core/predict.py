@@ -13,9 +13,8 @@ a row with its error. --config reads a JSON object of the plugin's parameters; t
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .common.cli import add_parameter_flags, parsed_config
+from .common.cli import add_parameter_flags, parsed_config, run_command
 from .common.errors import ResNeXtError
 from .common.world import world_from_environment
 from .inference.bulk import BATCH_SIZE, predict_files
@@ -50,8 +49,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ResNeXtError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

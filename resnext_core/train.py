@@ -22,7 +22,7 @@ from dataclasses import asdict
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from .common.cli import add_parameter_flags, parsed_config
+from .common.cli import add_parameter_flags, parsed_config, run_command
 from .common.errors import ResNeXtError
 from .common.world import world_from_environment
 from .training import distributed
@@ -110,8 +110,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ResNeXtError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .errors import ResNeXtError
 from .schema import Schema
@@ -36,3 +37,13 @@ def stored_values(args: argparse.Namespace, schema: Schema) -> dict:
         values = schema.update(values, from_file)
     flags = {option.name: getattr(args, option.name) for option in schema if getattr(args, option.name) is not None}
     return schema.update(values, flags)
+
+
+def run_command(main) -> None:
+    """A command line's end: its exit status, or a ResNeXtError's message (which names the problem) and status 2
+    instead of a traceback."""
+    try:
+        sys.exit(main())
+    except ResNeXtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
