@@ -22,6 +22,7 @@ from resnext_tools.digits import write_digits_dataset  # noqa: E402
 
 from conftest import ROOT, TORCH_HOME, run_python
 from helpers import INFER, TRAIN, cache_random_weights, install_plugins, installer, textured_image
+from test_video import write_clip
 
 PLUGINS = (INFER, TRAIN)
 
@@ -38,7 +39,8 @@ def packaged(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """Files the README examples and HUB tests read: photo.jpg, my_dataset/, my_model/best.pth."""
+    """Files the README examples and HUB tests read: photo.jpg, photos/, clip.mp4, my_dataset/, my_test_set/,
+    my_model/best.pth."""
     folder = tmp_path_factory.mktemp("workspace")
     Image.fromarray(load_sample_image("china.jpg")).save(folder / "photo.jpg")  # a real photo, shipped in scikit-learn
     digits = folder / "digits"
@@ -49,6 +51,14 @@ def workspace(tmp_path_factory):
             target.mkdir(parents=True)
             for path in sorted((digits / "train" / name).iterdir())[:count]:
                 shutil.copy(path, target)
+    for name in ("3", "8"):  # a test set of the same classes, from images the training never sees
+        (folder / "my_test_set" / name).mkdir(parents=True)
+        for path in sorted((digits / "heldout" / name).iterdir())[:3]:
+            shutil.copy(path, folder / "my_test_set" / name)
+    (folder / "photos").mkdir()
+    for index in range(3):
+        Image.fromarray(textured_image(120 + 20 * index, 160, seed=index)).save(folder / "photos" / f"{index}.jpg")
+    write_clip(folder / "clip.mp4", frames=6)
     model = models.build_model("resnext50", num_classes=3)
     checkpoint.save_checkpoint(str(folder / "my_model" / "best.pth"), "resnext50", model.state_dict(),
                                ["cat", "dog", "bird"], Preprocessing(64, 73))
@@ -161,18 +171,31 @@ def test_packaged_plugins_install_alone_and_pass_their_hub_tests(packaged, works
     assert all(line.endswith(" OK") for line in statuses), statuses
 
 
-def python_blocks(readme: str) -> list:
-    return re.findall(r"```python\n(.*?)```", open(readme, encoding="utf-8").read(), flags=re.S)
+def code_blocks(readme: str, language: str) -> list:
+    return re.findall(rf"```{language}\n(.*?)```", open(readme, encoding="utf-8").read(), flags=re.S)
+
+
+COMMAND = "python -m resnext_core."  # the bash lines of the manual that run here as they are
 
 
 @pytest.mark.parametrize("readme", ["README.md", f"{INFER}/README.md", f"{TRAIN}/README.md"])
 def test_readme_code_blocks_run(workspace, readme):
-    blocks = python_blocks(os.path.join(ROOT, readme))
+    """The python blocks in order in one interpreter, like a reader pasting them into one session; then the bash
+    blocks made only of the project's commands, each line as a reader runs it in a shell."""
+    blocks = code_blocks(os.path.join(ROOT, readme), "python")
     assert blocks
-    # Run in order in one interpreter, like a reader pasting them into one session.
-    code = "\n".join(blocks)
-    completed = run_python(code, cwd=str(workspace), timeout=900)
+    completed = run_python("\n".join(blocks), cwd=str(workspace), timeout=900, env_extra={"MPLBACKEND": "Agg"})
     assert completed.returncode == 0, f"{readme}:\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}"
+    commands = [line for block in code_blocks(os.path.join(ROOT, readme), "bash")
+                if all(line.startswith(COMMAND) for line in block.strip().splitlines())
+                for line in block.strip().splitlines()]
+    for command in commands:
+        ran = subprocess.run(sys.executable + command[len("python"):], shell=True, cwd=str(workspace), capture_output=True,
+                             text=True, timeout=900, env=dict(os.environ, MPLBACKEND="Agg"))
+        assert ran.returncode == 0, f"{readme}: {command}\n{ran.stdout[-2000:]}\n{ran.stderr[-3000:]}"
+    if readme == "README.md":
+        assert len(commands) == 3, "the predict and evaluate examples ran"
+        assert (workspace / "evaluation" / "evaluation.json").is_file() and (workspace / "predictions.jsonl").is_file()
 
 
 def readme_table(readme: str) -> dict:
