@@ -178,10 +178,11 @@ class CheckpointKeeper:
             raise CheckpointError(f"resume file {path} is a {data['model_name']}, model_name is {self.metadata.model_name}")
         saved = data.get("train_params", {})
         for name in MUST_MATCH_ON_RESUME:
-            wanted = self.metadata.train_params[name]
-            if saved.get(name, DEFAULTS[name]) != wanted:  # a run from before the parameter had its default
+            # A run from before a parameter existed ran with its default.
+            wanted, had = self.metadata.train_params.get(name, DEFAULTS[name]), saved.get(name, DEFAULTS[name])
+            if had != wanted:
                 raise CheckpointError(
-                    f"resume file {path} was trained with {name} '{saved[name]}', "
+                    f"resume file {path} was trained with {name} '{had}', "
                     f"this run asks for '{wanted}': they must match to continue"
                 )
         if list(data["class_names"]) != list(self.metadata.class_names):
