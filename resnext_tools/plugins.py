@@ -46,7 +46,9 @@ def install_plugin(name: str, dest: str) -> str:
         for filename in COMMON_FILES:
             shutil.copy2(os.path.join(ROOT, filename), folder)
         target = os.path.join(dest, name)
-        if os.path.isdir(target):
+        if os.path.islink(target):  # `make develop`'s link to the checkout: replaced, the checkout untouched
+            os.unlink(target)
+        elif os.path.isdir(target):
             shutil.rmtree(target)
         os.replace(folder, target)
         return target
