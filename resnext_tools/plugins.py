@@ -36,6 +36,14 @@ def available_plugins() -> list:
     return [name for name in PLUGINS if os.path.isdir(os.path.join(ROOT, name))]
 
 
+def remove_installed(target: str) -> None:
+    """Remove an installed plugin: a copied folder, or `make develop`'s link (the checkout it points to untouched)."""
+    if os.path.islink(target):
+        os.unlink(target)
+    elif os.path.isdir(target):
+        shutil.rmtree(target)
+
+
 def install_plugin(name: str, dest: str) -> str:
     """Write dest/name as a complete plugin folder, replacing any older one."""
     os.makedirs(dest, exist_ok=True)
@@ -46,10 +54,7 @@ def install_plugin(name: str, dest: str) -> str:
         for filename in COMMON_FILES:
             shutil.copy2(os.path.join(ROOT, filename), folder)
         target = os.path.join(dest, name)
-        if os.path.islink(target):  # `make develop`'s link to the checkout: replaced, the checkout untouched
-            os.unlink(target)
-        elif os.path.isdir(target):
-            shutil.rmtree(target)
+        remove_installed(target)
         os.replace(folder, target)
         return target
     finally:
@@ -60,10 +65,7 @@ def link_plugin(name: str, dest: str) -> str:
     """dest/name -> the checkout's folder: an edit takes effect on the next run, nothing to reinstall."""
     os.makedirs(dest, exist_ok=True)
     target = os.path.join(dest, name)
-    if os.path.islink(target):
-        os.unlink(target)
-    elif os.path.isdir(target):
-        shutil.rmtree(target)
+    remove_installed(target)
     os.symlink(os.path.join(ROOT, name), target)
     return target
 

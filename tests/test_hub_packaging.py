@@ -81,6 +81,17 @@ def test_package_folders_are_complete(packaged):
         assert not [n for n in names if "__pycache__" in n]
 
 
+
+def test_install_replaces_a_development_link(tmp_path):
+    """`make install` after `make develop`: the link gives way to a copy, and the checkout it pointed to stays."""
+    checkout = os.path.join(ROOT, INFER)
+    before = sorted(os.listdir(checkout))
+    installer.link_plugin(INFER, str(tmp_path))
+    assert os.path.islink(tmp_path / INFER)
+    installer.install_plugin(INFER, str(tmp_path))
+    assert not os.path.islink(tmp_path / INFER) and (tmp_path / INFER / "resnext_core" / "__init__.py").is_file()
+    assert sorted(os.listdir(checkout)) == before
+
 # Ikomia ships OpenCV itself, and STUDIO its Qt: a plugin must not pull other copies of them.
 PROVIDED_BY_IKOMIA = {"ikomia", "cv2", "PyQt6"}
 
