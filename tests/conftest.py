@@ -117,6 +117,14 @@ def heldout(digits):
 
 
 @pytest.fixture(scope="session")
+def digits_model_accuracy(digits_model, heldout):
+    """digits_model's held-out top-1 through the inference plugin, measured once for the tests that read it."""
+    from helpers import heldout_accuracy
+
+    return heldout_accuracy(digits_model, heldout)
+
+
+@pytest.fixture(scope="session")
 def session_dir():
     return SESSION_DIR
 

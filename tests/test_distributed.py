@@ -140,7 +140,7 @@ def test_steps_on_two_processes_equal_one_process_stepping_on_the_same_shards(tm
 
 
 @pytest.mark.slow
-def test_two_processes_through_the_plugin_match_one(tmp_path, digits, digits_model, heldout):
+def test_two_processes_through_the_plugin_match_one(tmp_path, digits, digits_model_accuracy, heldout):
     """The same recipe and global batch on 2 gloo processes: one checkpoint the inference plugin loads,
     held-out accuracy near the single-process run's; the plugin's outputs as with one process.
 
@@ -159,7 +159,7 @@ def test_two_processes_through_the_plugin_match_one(tmp_path, digits, digits_mod
     assert task.get_output(1).get_image().size > 0, "the confusion matrix reached the task's picture output"
     history = safe_load(os.path.join(run, "last.pth"))["history"]
     assert [row["epoch"] for row in history] == list(range(1, int(DIGITS_RECIPE["epochs"]) + 1))
-    single, double = heldout_accuracy(digits_model, heldout), heldout_accuracy(os.path.join(run, "best.pth"), heldout)
+    single, double = digits_model_accuracy, heldout_accuracy(os.path.join(run, "best.pth"), heldout)
     print(f"held-out accuracy: 1 process {single:.3f}, 2 processes {double:.3f}")
     assert abs(double - single) <= 0.04 and double >= 0.9
 
