@@ -81,7 +81,6 @@ def test_package_folders_are_complete(packaged):
         assert not [n for n in names if "__pycache__" in n]
 
 
-
 def test_install_replaces_a_development_link(tmp_path):
     """`make install` after `make develop`: the link gives way to a copy, and the checkout it pointed to stays."""
     checkout = os.path.join(ROOT, INFER)
@@ -91,6 +90,7 @@ def test_install_replaces_a_development_link(tmp_path):
     installer.install_plugin(INFER, str(tmp_path))
     assert not os.path.islink(tmp_path / INFER) and (tmp_path / INFER / "resnext_core" / "__init__.py").is_file()
     assert sorted(os.listdir(checkout)) == before
+
 
 # Ikomia ships OpenCV itself, and STUDIO its Qt: a plugin must not pull other copies of them.
 PROVIDED_BY_IKOMIA = {"ikomia", "cv2", "PyQt6"}
@@ -163,6 +163,8 @@ for name in sys.argv[3:]:
         print("STATUS", name, status if status == "OK" else status.replace("\n", " | "))
     module = sys.modules[name + ".resnext_core"]
     assert module.__file__.startswith(os.environ["HOME"]), module.__file__  # its own vendored copy
+    if name == "infer_torchvision_resnext":
+        assert len(task.get_whole_image_results()) == 1000  # the last HUB case ran the ImageNet weights
 print("LOADED", sorted(m for m in sys.modules if m.endswith("resnext_core")))
 """
 
