@@ -1,6 +1,6 @@
 """Fine-tuning recipes on few images, the way users fine-tune: which of the training options pay, by how much.
 
-  python -m benchmarks transfer [--shots 10 30] [--seeds 3] [--epochs 15] [--recipes baseline mixup ...]
+  python -m benchmarks transfer [--shots 10 30] [--seeds 3] [--epochs 12] [--recipes baseline mixup ...]
 
 Offline, on scikit-learn's digits: resnext50_32x4d is trained from scratch on the digits 0-4 (the demo's recipe),
 and its weights stand in for the ImageNet ones (saved under torchvision's file name in a TORCH_HOME of the

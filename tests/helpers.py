@@ -147,3 +147,16 @@ def json_tail(completed) -> dict:
     """The JSON object a run_python script printed last; its stderr where it failed."""
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def printed_result(completed):
+    """The JSON a run_python script printed last after "RESULT"; its output's end where it failed or printed none."""
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
+    assert completed.returncode == 0 and lines, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT"):])
+
+
+def largest_difference(one: dict, other: dict) -> float:
+    """The largest absolute difference between two {name: tensor} of the same names (state dicts, parameters)."""
+    assert one.keys() == other.keys()
+    return max((one[name] - other[name]).abs().max().item() for name in one)

@@ -19,7 +19,7 @@ from resnext_core.training import distributed
 from resnext_core.training.data import EpochBatches
 
 from conftest import ROOT
-from helpers import DIGITS_RECIPE, INFER, TRAIN, heldout_accuracy, new_task, tiny_dataset
+from helpers import DIGITS_RECIPE, INFER, TRAIN, heldout_accuracy, largest_difference, new_task, tiny_dataset
 
 CLI = [sys.executable, "-m", "resnext_core.train"]
 SMALL = {"model_name": "resnext50", "train_mode": "scratch", "input_size": "32", "batch_size": "8", "optimizer": "adamw",
@@ -125,18 +125,13 @@ def _ddp_steps(tmp_path, mode: str, processes: int = 1) -> dict:
     return torch.load(out, weights_only=True)
 
 
-def _largest_difference(one: dict, other: dict) -> float:
-    assert one.keys() == other.keys()
-    return max((one[name] - other[name]).abs().max().item() for name in one)
-
-
 def test_steps_on_two_processes_equal_one_process_stepping_on_the_same_shards(tmp_path):
     """DDP averages the gradients of each rank's shard: two processes end where one process does that
     accumulates the two halves' gradients, to float rounding; the shards and the averaging are the trainer's.
     BatchNorm normalises each shard by itself, so the whole batch on one process is another run."""
     two_processes = _ddp_steps(tmp_path, "trainer", processes=2)
-    assert _largest_difference(two_processes, _ddp_steps(tmp_path, "shards")) < 1e-4
-    assert _largest_difference(two_processes, _ddp_steps(tmp_path, "trainer")) > 1e-3
+    assert largest_difference(two_processes, _ddp_steps(tmp_path, "shards")) < 1e-4
+    assert largest_difference(two_processes, _ddp_steps(tmp_path, "trainer")) > 1e-3
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from resnext_core.common.preprocess import Preprocessing
 from resnext_tools.digits import write_digits_dataset  # noqa: E402
 
 from conftest import ROOT, TORCH_HOME, run_python
-from helpers import INFER, TRAIN, cache_random_weights, installer, textured_image
+from helpers import INFER, TRAIN, cache_random_weights, installer, printed_result, textured_image
 from test_video import write_clip
 
 PLUGINS = (INFER, TRAIN)
@@ -319,8 +319,7 @@ def test_published_as_ikomia_cli_publishes(packaged, workspace, tmp_path, name):
     run = RUN_DEMO_WORKFLOW % (str(out / f"{name}_demo_workflow.json"), str(workspace / "photo.jpg"))
     completed = subprocess.run([sys.executable, "-c", run], cwd=str(tmp_path), capture_output=True, text=True,
                                timeout=600, env=dict(os.environ, HOME=str(tmp_path / "fresh"), TORCH_HOME=TORCH_HOME))
-    assert completed.returncode == 0 and "RESULT" in completed.stdout, completed.stdout[-2000:] + completed.stderr[-3000:]
-    loaded_from, results = json.loads(completed.stdout.split("RESULT", 1)[1])
+    loaded_from, results = printed_result(completed)
     assert loaded_from.startswith(str(tmp_path / "fresh")) and len(results) == 1000
 
 

@@ -1,7 +1,6 @@
 """Inference as users run it: the plugin through Workflow, its parameters, regions, ImageNet and trained weights,
 the model cache shared by tasks and threads."""
 import dataclasses
-import json
 import os
 import sys
 import threading
@@ -22,7 +21,8 @@ from resnext_core.inference.model_cache import MODEL_CACHE, ModelCache
 
 from conftest import run_python
 from helpers import (
-    INFER, PEAK_RSS, cache_random_weights, json_tail, new_task, results, run_on_array, small_checkpoint, textured_image
+    INFER, PEAK_RSS, cache_random_weights, json_tail, new_task, printed_result, results, run_on_array, small_checkpoint,
+    textured_image
 )
 
 SNIPPET = """
@@ -490,9 +490,6 @@ print("RESULT" + json.dumps({"first": first, "again": task.get_whole_image_resul
 def test_the_ik_namespace_and_a_saved_workflow_reloaded(imagenet_weights, photo, tmp_path):
     """ik.infer_torchvision_resnext(...) (Ikomia's auto-completion, on), then the workflow saved to JSON and loaded
     in the same fresh state gives the same results with the same parameters."""
-    completed = run_python(IK_AND_SAVED_WORKFLOW, env_extra={"IKOMIA_AUTO_COMPLETION": "1"}, cwd=str(tmp_path))
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
-    assert completed.returncode == 0 and lines, completed.stdout[-2000:] + completed.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT"):])
+    out = printed_result(run_python(IK_AND_SAVED_WORKFLOW, env_extra={"IKOMIA_AUTO_COMPLETION": "1"}, cwd=str(tmp_path)))
     assert out["first"] == out["again"] and len(out["first"]) == 3
     assert (out["params"]["top_k"], out["params"]["input_size"], out["params"]["model_name"]) == ("2", "160", "resnext50")

@@ -3,13 +3,12 @@
 Rendered as a person sees them: shown at a typical panel size, grabbed to PNG, and every control's geometry
 checked (visible, usable size, inside the panel, overlapping nothing).
 """
-import json
 import os
 
 import pytest
 
 from conftest import SESSION_DIR, run_python
-from helpers import INFER, TRAIN
+from helpers import INFER, TRAIN, printed_result
 
 SCREENSHOTS = os.environ.get("RESNEXT_SCREENSHOTS") or os.path.join(SESSION_DIR, "screenshots")
 
@@ -62,10 +61,7 @@ print("RESULT" + json.dumps(out))
 
 
 def _result(code, argv=()):
-    completed = run_python(f"import sys; sys.argv[1:] = {list(argv)!r}\n" + code)
-    lines = [l for l in completed.stdout.splitlines() if l.startswith("RESULT")]
-    assert completed.returncode == 0 and lines, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT"):])
+    return printed_result(run_python(f"import sys; sys.argv[1:] = {list(argv)!r}\n" + code))
 
 
 def test_infer_widget_restores_edits_and_applies():
