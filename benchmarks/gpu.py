@@ -67,7 +67,7 @@ def run(args) -> int:
         report["speed"][precision] = {f"bs{b}": speed(classifier, b) for b in (1, 256)}
         print(precision, report["agreement_with_fp32"][precision], report["speed"][precision], flush=True)
 
-    from resnext_core.common.images import read_image
+    from resnext_core.data.decode import read_image
     from resnext_core.training.config import TRAIN_SCHEMA
     from resnext_core.training.trainer import Trainer
     from resnext_tools.digits import DIGITS_RECIPE, heldout_items, write_digits_dataset

@@ -78,9 +78,9 @@ def fine_tune(config, test: str) -> float:
     import numpy as np
     import torch
 
-    from resnext_core.common.datasets import ImageDataset, labelled_folder
-    from resnext_core.common.evaluation import scored_items
-    from resnext_core.training.data import TrainingData
+    from resnext_core.data.datasets import labelled_set
+    from resnext_core.reports.evaluation_folder import scored_items
+    from resnext_core.training.data import UNREAD, TrainingData
     from resnext_core.training.loop import build_setup, predict, train_one_epoch
 
     device = torch.device("cpu")
@@ -91,10 +91,11 @@ def fine_tune(config, test: str) -> float:
     for epoch in range(config.epochs):
         train_one_epoch(setup, data.train_loader(epoch, 0), epoch=epoch)
     data.close()
-    items, _ = scored_items(labelled_folder(test), data.class_names)
-    loader = torch.utils.data.DataLoader(ImageDataset(items, data.preprocessing), batch_size=64)
+    items, _ = scored_items(labelled_set(test), data.class_names)
+    loader = data.evaluation_loader(items, on_unreadable=lambda met: None)
     logits, labels = predict(setup.evaluated_model, loader, device, torch.float32, len(data.class_names))
-    return float((logits.argmax(1) == labels).mean())
+    read = labels != UNREAD
+    return float((logits[read].argmax(1) == labels[read]).mean())
 
 
 def add_arguments(parser) -> None:

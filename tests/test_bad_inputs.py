@@ -214,7 +214,7 @@ CASES = [
     Case("dataset-not-given", TRAIN, ["No dataset given", "dataset_folder"], {"dataset_folder": ""}),
     Case("dataset-no-classes", TRAIN, ["No class folders"], prepare=_dataset("no_classes")),
     Case("dataset-one-class", TRAIN, ["Only one class"], prepare=_dataset("one_class")),
-    Case("dataset-empty-class", TRAIN, ["no readable image", "empty"], prepare=_dataset("empty_class")),
+    Case("dataset-empty-class", TRAIN, ["no image file", "empty"], prepare=_dataset("empty_class")),
     Case("dataset-corrupt-files", TRAIN, OK, prepare=_dataset("corrupt_files")),
     Case("train-epochs-text", TRAIN, ["epochs must be an integer", "ten"], {"epochs": "ten"}, prepare=TRAIN_GOOD),
     Case("train-epochs-zero", TRAIN, ["epochs must be between"], {"epochs": "0"}, prepare=TRAIN_GOOD),

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from resnext_core import InferConfig
-from resnext_core.common.images import read_image
+from resnext_core.data.decode import read_image
 from resnext_core.inference.bulk import predict_files
 from resnext_core.inference.results_file import ResultsFile
-from resnext_core.inference.sources import Unit, expand_sources, units_of, video_frames
+from resnext_core.data.sources import Unit, expand_sources, units_of, video_frames
 
 from conftest import ROOT
 from helpers import INFER, new_task, small_checkpoint, textured_image

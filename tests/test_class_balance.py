@@ -121,7 +121,7 @@ def test_equal_or_mildly_unequal_classes_raise_no_balancing_warning():
 
 
 def test_counts_file_lists_train_and_val_images_per_class(tmp_path):
-    RunRecorder(str(tmp_path), NAMES).write_dataset_files([], [120, 7, 300, 40], [30, 2, 75, 10])
+    RunRecorder(str(tmp_path), NAMES).write_dataset_files([120, 7, 300, 40], [30, 2, 75, 10])
     with open(tmp_path / CLASS_COUNTS_CSV, newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows == [["class", "train", "val"],

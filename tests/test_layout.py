@@ -42,10 +42,13 @@ def test_core_imports_neither_ikomia_nor_qt():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("side, forbidden", [("common", {"inference", "training"}), ("inference", {"training"}),
-                                             ("training", {"inference"})])
+@pytest.mark.parametrize("side, forbidden", [("common", {"data", "reports", "inference", "training"}),
+                                             ("data", {"reports", "inference", "training"}),
+                                             ("reports", {"inference", "training"}),
+                                             ("inference", {"training"}), ("training", {"inference"})])
 def test_the_cores_sides_do_not_import_each_other(side, forbidden):
-    """Inference and training share common/ and nothing else; common/ serves both and imports neither."""
+    """The core's layers point one way: common/ <- data/ <- reports/ <- inference/ and training/, which share them
+    and never import each other."""
     offenders = {os.path.relpath(path, ROOT): sorted(_imported(path) & forbidden)
                  for path in _python_files(os.path.join("resnext_core", side))}
     assert not {path: names for path, names in offenders.items() if names}

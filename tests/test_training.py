@@ -168,7 +168,8 @@ def test_corrupt_files_skipped_and_counted_classes_unioned(tmp_path, digits):
     logs = []
     result = Trainer(_config(tmp_path, data, epochs=1), Callbacks(log=logs.append)).run()
     text = "\n".join(logs)
-    assert "only in train: 9" in text and "skipped 2 unreadable file(s)" in text
+    assert "only in train: 9" in text and "skipped 1 file(s) that are not images" in text
+    assert "skipped unreadable image " + str(tmp_path / "data" / "train" / "0" / "broken.png") in text, "met when read"
     assert result.history[0]["skipped_files"] == 2
     assert open(os.path.join(result.run_folder, "classes.txt")).read().split() == ["0", "1", "7", "9"]
     assert len(open(os.path.join(result.run_folder, "skipped_files.txt")).read().splitlines()) == 2
@@ -510,7 +511,7 @@ def test_worst_predictions_gallery_gives_every_title_a_band_of_its_own(tmp_path)
     from matplotlib import pyplot as plt
     from PIL import Image
 
-    from resnext_core.common.plots import worst_predictions_figure
+    from resnext_core.reports.plots import worst_predictions_figure
 
     items = []
     for index, (height, width) in enumerate([(90, 30), (30, 90), (64, 64)] * 4):

@@ -17,7 +17,7 @@ from ..common.world import SINGLE, World, cores_per_process
 from .classifier import Classifier, load_classifier
 from .config import InferConfig
 from .results_file import ResultsFile, row
-from .sources import Unit, batches, expand_sources, units_of
+from ..data.sources import Unit, batches, expand_sources, units_of
 
 BATCH_SIZE = 32
 MAX_AUTO_WORKERS = 8

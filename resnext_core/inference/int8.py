@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..common.errors import ConfigError, ImageError
-from ..common.images import IMAGE_EXTENSIONS, find_images, read_image
+from ..data.decode import IMAGE_EXTENSIONS, find_images, read_image
 from ..common.preprocess import Preprocessing
 from ..common.run_folder import CALIBRATION_SAMPLE, evenly_spread, run_sample_path
 

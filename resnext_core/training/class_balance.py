@@ -14,10 +14,9 @@ IMBALANCE_RATIO = 10
 SMALLEST_LOGGED = 3
 
 
-def images_per_class(items: list, num_classes: int) -> list:
-    """Images of each label, in label order, for [(path, label), ...]."""
-    labels = np.array([label for _, label in items], dtype=np.int64)
-    return np.bincount(labels, minlength=num_classes).tolist()
+def images_per_class(labels, num_classes: int) -> list:
+    """Images of each label, in label order."""
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()
 
 
 def balanced_class_weights(labels, num_classes: int) -> np.ndarray:

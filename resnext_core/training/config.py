@@ -30,6 +30,10 @@ class TrainConfig:
     dataset_folder: str = option(
         "", "Dataset folder", "Folder with train/<class>/ and val/<class>/, or flat <class>/ folders; "
         "a folder connected to the task's input wins.", kind=FOLDER)
+    label_file: str = option(
+        "", "Label file", "Instead of class folders: a CSV (path,label[,split] header) or JSON Lines file listing "
+        "each image and its class; paths relative to the file's folder. Wins over dataset_folder.",
+        kind=FILE, file_filter="Label file (*.csv *.tsv *.jsonl *.ndjson)")
     model_name: str = option(
         DEFAULT_MODEL, "Model", "ResNeXt variant; aliases resnext50, resnext101 (= 32x8d).",
         choices=MODEL_NAMES, parse_with=resolve_model_name)
@@ -98,6 +102,10 @@ class TrainConfig:
     val_split: float = option(
         0.2, "Validation split", "Share of each class held out for validation when the folder has no val/.",
         low=0.0, high=0.9, decimals=2, group=ADVANCED)
+    unreadable_limit: float = option(
+        0.1, "Unreadable images allowed", "Images that cannot be decoded (truncated, empty, not images) are skipped "
+        "and listed in skipped_files.txt; past this share of the dataset the run stops with an error instead.",
+        low=0.0, high=1.0, decimals=3, group=ADVANCED)
     seed: int = option(0, "Seed", "Seed of the split, the batch order and the initial weights.", low=0, high=2**31 - 1, group=ADVANCED)
     num_workers: int | None = option(
         None, "Data workers", "Processes decoding images, kept for the whole run (0 = in the training process); "

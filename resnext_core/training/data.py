@@ -7,11 +7,13 @@ import numpy as np
 import torch
 from torchvision.transforms import v2 as T
 
-from ..common.datasets import ImageDataset, discover
-from ..common.images import read_image
+from ..common.errors import ImageError
 from ..common.models import resolve_weights
 from ..common.preprocess import Preprocessing, image_to_tensor
 from ..common.run_folder import evenly_spread
+from ..data.datasets import training_split
+from ..data.decode import PixelsNeeded, read_image
+from ..data.loading import ItemImages, UnreadableFiles, collate
 from . import distributed
 from .class_balance import image_sampling_weights, images_per_class, imbalance_warnings, smallest_classes_line
 from .config import MAX_AUTO_WORKERS, TrainConfig
@@ -31,10 +33,15 @@ class TrainTransform:
     text, left/right); augment: a key of POLICIES or "none"; random_erasing: its probability.
     """
 
+    RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect ratios, torchvision's default
+
     def __init__(self, preprocessing: Preprocessing, min_crop_scale: float = 0.25, hflip: bool = True,
                  augment: str = "none", random_erasing: float = 0.0):
         self.preprocessing = preprocessing
-        steps = [T.RandomResizedCrop(preprocessing.crop_size, scale=(min_crop_scale, 1.0), antialias=True)]
+        # Decoding needs no more pixels than the smallest crop keeps at crop_size (data/decode.py).
+        self.pixels_needed = PixelsNeeded.for_random_crop(preprocessing.crop_size, min_crop_scale, self.RATIO[0])
+        steps = [T.RandomResizedCrop(preprocessing.crop_size, scale=(min_crop_scale, 1.0), ratio=self.RATIO,
+                                     antialias=True)]
         if hflip:
             steps.append(T.RandomHorizontalFlip())
         if augment in POLICIES:
@@ -77,6 +84,26 @@ class EpochBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+UNREAD = -1  # the label of a validation slot whose image could not be read (left out of the scores)
+
+
+class ReportingLoader:
+    """A DataLoader of data/loading.py's LoadedBatch as (images, labels) pairs, unread slots labelled UNREAD; the
+    unreadable files met go to on_unreadable(list of Unreadable) as each batch arrives."""
+
+    def __init__(self, loader, on_unreadable):
+        self.loader, self.on_unreadable = loader, on_unreadable
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if batch.unreadable:
+                self.on_unreadable(batch.unreadable)
+            yield batch.images, torch.where(batch.read, batch.labels, UNREAD)
 
 
 class RunBatches(torch.utils.data.Sampler):
@@ -122,20 +149,23 @@ def sampling_weights(config: TrainConfig, train_labels: list, num_classes: int):
 
 
 class TrainingData:
-    """Constructing it reads the dataset folder, writes nothing, and logs the dataset's warnings and its
-    smallest classes."""
+    """Constructing it lists the dataset (names only: no image is opened), writes nothing, and logs the dataset's
+    warnings and its smallest classes. The images are read by the loaders, where an unreadable one is skipped,
+    logged and recorded in `unreadable`."""
 
     def __init__(self, config: TrainConfig, device: torch.device, world: World = SINGLE, log=print):
         self.config, self.device, self.world = config, device, world
-        self.split = discover(config.dataset_folder, config.val_split, config.seed)
+        self.split = training_split(config.dataset_folder, config.label_file, config.val_split, config.seed)
         for warning in self.split.warnings:
             log(f"warning: {warning}")
         if self.split.skipped:
-            log(f"skipped {len(self.split.skipped)} unreadable file(s), e.g. {self.split.skipped[0][0]}: {self.split.skipped[0][1]}")
+            log(f"skipped {len(self.split.skipped)} file(s) that are not images, e.g. {self.split.skipped[0][0]}")
+        self.log = log
+        self.unreadable = UnreadableFiles(len(self.split.train) + len(self.split.val), config.unreadable_limit)
         self.class_names = self.split.class_names
-        self.train_labels = [label for _, label in self.split.train]
-        self.train_counts = images_per_class(self.split.train, len(self.class_names))
-        self.val_counts = images_per_class(self.split.val, len(self.class_names))
+        self.train_labels = self.split.train.labels
+        self.train_counts = images_per_class(self.split.train.labels, len(self.class_names))
+        self.val_counts = images_per_class(self.split.val.labels, len(self.class_names))
         log(smallest_classes_line(self.class_names, self.train_counts))
         for warning in imbalance_warnings(self.class_names, self.train_counts, config.class_balance != "none"):
             log(f"warning: {warning}")
@@ -145,7 +175,8 @@ class TrainingData:
         self.num_workers = loader_workers(config.num_workers, device, world)
         augment = TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip, config.augment,
                                  config.random_erasing)
-        self._train_set = ImageDataset(self.split.train, augment)  # one for the run; each epoch only resamples
+        # One for the run (each epoch only resamples); an unreadable image is replaced: batches keep their size.
+        self._train_set = ItemImages(self.split.train, augment, augment.pixels_needed, replace_unreadable=True)
         self._run_batches = RunBatches(self.epoch_batches)
         self._train_loader = self._val_loader = None  # made at first use, kept until close()
 
@@ -174,23 +205,54 @@ class TrainingData:
         return self._train_loader
 
     def val_loader(self):
-        """This rank's share of the validation set, in order, preprocessed as inference preprocesses."""
+        """This rank's share of the validation set, in order, preprocessed as inference preprocesses; an image that
+        cannot be read is labelled UNREAD."""
         if self._val_loader is None:
             items = distributed.val_shard(self.split.val, self.world)
-            self._val_loader = self._loader(ImageDataset(items, self.preprocessing), batch_size=max(self.batch_size, 32))
+            dataset = evaluation_images(items, self.preprocessing)
+            self._val_loader = self._loader(dataset, batch_size=max(self.batch_size, 32))
         return self._val_loader
+
+    def evaluation_loader(self, items, on_unreadable) -> ReportingLoader:
+        """Another labelled set (a test set: its labels the model's indices) read as the validation set is, in this
+        process; its unreadable files go to on_unreadable, not into the run's count."""
+        loader = torch.utils.data.DataLoader(evaluation_images(items, self.preprocessing), collate_fn=collate,
+                                             batch_size=max(self.batch_size, 32))
+        return ReportingLoader(loader, on_unreadable)
 
     def close(self) -> None:
         """Ends the loaders' worker processes, which would otherwise live as long as this object."""
         self._train_loader = self._val_loader = None
 
     def _loader(self, dataset, **batching):
-        return torch.utils.data.DataLoader(dataset, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                                           pin_memory=self.device.type == "cuda", **batching)
+        loader = torch.utils.data.DataLoader(dataset, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                                             pin_memory=self.device.type == "cuda", collate_fn=collate, **batching)
+        return ReportingLoader(loader, self.record_unreadable)
+
+    def record_unreadable(self, met: list) -> None:
+        """Files found unreadable, by this process or (distributed) another: recorded, and each logged once."""
+        for entry in self.unreadable.add(met):
+            self.log(f"skipped unreadable image {entry.where}: {entry.reason}")
 
     def calibration_images(self) -> list:
-        """Validation images spread over the classes (the list is in class order)."""
-        return [read_image(path) for path, _ in evenly_spread(self.split.val)]
+        """Validation images spread over the classes (the list is in class order), those that can be read."""
+        return self._readable(evenly_spread(self.split.val))
 
     def onnx_sample_images(self) -> list:
-        return [read_image(path) for path, _ in self.split.val[:ONNX_SAMPLE_IMAGES]]
+        return self._readable(self.split.val[: 2 * ONNX_SAMPLE_IMAGES])[:ONNX_SAMPLE_IMAGES]
+
+    def _readable(self, items) -> list:
+        needed = PixelsNeeded.for_resize(self.preprocessing.resize_size)
+        images = []
+        for path, _ in items:
+            try:
+                images.append(read_image(path, needed))
+            except ImageError:  # the validation loader meets and reports it
+                pass
+        return images
+
+
+def evaluation_images(items, preprocessing: Preprocessing) -> ItemImages:
+    """Labelled images read as inference reads them (decoded at the size its resize needs), none replaced."""
+    return ItemImages(items, preprocessing, PixelsNeeded.for_resize(preprocessing.resize_size),
+                      blank_size=preprocessing.crop_size)

@@ -127,13 +127,23 @@ def wrap_model(model: nn.Module, device: torch.device, world: World) -> nn.Modul
                                                gradient_as_bucket_view=True)
 
 
-def any_rank(flag: bool, world: World) -> bool:
-    """True on every rank when it is True on any: every rank stops at the same batch."""
+def any_rank(flags: list, world: World) -> list:
+    """Each flag True on every rank where it is True on any (one collective for all): every rank stops at the
+    same batch."""
     if not world.distributed:
-        return flag
-    tensor = torch.tensor([1.0 if flag else 0.0])
+        return list(flags)
+    tensor = torch.tensor([1.0 if flag else 0.0 for flag in flags])
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item())
+    return [bool(value) for value in tensor.tolist()]
+
+
+def every_rank(value, world: World) -> list:
+    """Every rank's `value` (any picklable object), in rank order, on every rank."""
+    if not world.distributed:
+        return [value]
+    values = [None] * world.size
+    dist.all_gather_object(values, value)
+    return values
 
 
 def sum_over_ranks(values: list, world: World) -> list:
@@ -162,8 +172,7 @@ def gather_val_shards(logits: np.ndarray, labels: np.ndarray, world: World) -> t
     """Every rank's (logits, labels) of val_shard(), put back in the validation set's order."""
     if not world.distributed:
         return logits, labels
-    shards = [None] * world.size
-    dist.all_gather_object(shards, (logits, labels))
+    shards = every_rank((logits, labels), world)
     total = sum(len(shard_labels) for _, shard_labels in shards)
     all_logits = np.empty((total, logits.shape[1]), dtype=logits.dtype)
     all_labels = np.empty(total, dtype=labels.dtype)

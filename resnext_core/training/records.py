@@ -13,7 +13,7 @@ from ..common.checkpoint import load_checkpoint
 from ..common.files import atomic_path, atomic_write_text
 from ..common.models import model_with_weights
 from ..common.onnx_export import INPUT_NAME, export_onnx_model, new_session
-from ..common.plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves, plot_worst_predictions
+from ..reports.plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves, plot_worst_predictions
 from ..common.run_folder import CALIBRATION_SAMPLE
 from .checkpoint_keeper import scalars
 
@@ -22,6 +22,7 @@ CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DI
     "confusion_matrix.png", "training_curves.png", "worst_predictions.png", "reliability_diagram.png")
 PICTURES = (CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG)
 CLASS_COUNTS_CSV = "class_counts.csv"
+SKIPPED_FILES = "skipped_files.txt"
 BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix",
                     "val_temperature", "val_ece", "val_ece_calibrated", "val_nll", "val_nll_calibrated")
 
@@ -56,17 +57,24 @@ class RunRecorder:
             return None
         return SummaryWriter(self.path("tensorboard"))
 
-    def write_dataset_files(self, skipped: list, train_counts: list, val_counts: list) -> None:
-        """classes.txt (one name a line, in label order), class_counts.csv (class, train, val: images of each
-        class, in label order) and, if any, skipped_files.txt (path<TAB>reason)."""
+    def write_dataset_files(self, train_counts: list, val_counts: list) -> None:
+        """classes.txt (one name a line, in label order) and class_counts.csv (class, train, val: images of each
+        class as listed, in label order)."""
         atomic_write_text("\n".join(self.class_names) + "\n", self.path("classes.txt"))
         self._write_csv(CLASS_COUNTS_CSV, ["class", "train", "val"], [
             {"class": name, "train": train, "val": val}
             for name, train, val in zip(self.class_names, train_counts, val_counts)
         ])
-        if skipped:
-            lines = [f"{path}\t{reason}" for path, reason in skipped]
-            atomic_write_text("\n".join(lines) + "\n", self.path("skipped_files.txt"))
+
+    def write_skipped_files(self, not_images: list, unreadable: list) -> None:
+        """skipped_files.txt, if any file was skipped: a line a file, path<TAB>reason, the files listed that are no
+        images ([(path, reason)]) and the images found unreadable so far (data.loading.Unreadable: its label
+        file's line in the reason)."""
+        lines = [f"{path}\t{reason}" for path, reason in not_images]
+        lines += [f"{entry.path}\t{entry.reason}" + (f" ({entry.line_note})" if entry.line_note else "")
+                  for entry in unreadable]
+        if lines:
+            atomic_write_text("\n".join(lines) + "\n", self.path(SKIPPED_FILES))
 
     def write_calibration_sample(self, batch: torch.Tensor) -> None:
         """calibration_sample.npy: a batch of preprocessed images (N x 3 x S x S float32), what precision

@@ -16,16 +16,16 @@ import torch
 from tqdm import tqdm
 
 from ..common.checkpoint import safe_load
-from ..common.datasets import ImageDataset, labelled_folder
-from ..common.errors import ConfigError
-from ..common.evaluation import evaluation_report, scored_items, write_evaluation
+from ..common.errors import ConfigError, DatasetError
 from ..common.runtime import disable_openmp_dynamic_threads, resolve_device, resolve_precision
 from ..common.temperature import log_softmax
 from ..common.world import SINGLE, World
+from ..data.datasets import labelled_set
+from ..reports.evaluation_folder import evaluation_report, scored_items, write_evaluation
 from . import distributed
 from .checkpoint_keeper import CheckpointKeeper, CheckpointMetadata
 from .config import TrainConfig
-from .data import TrainingData
+from .data import UNREAD, TrainingData
 from .loop import EpochStats, TrainingSetup, build_setup, combine_ranks, predict, train_one_epoch, validation_metrics
 from .records import RunRecorder
 
@@ -69,8 +69,8 @@ class TrainResult:
     stopped: bool
     best: dict
     history: list = field(default_factory=list)
-    skipped: int = 0
-    test: dict = field(default_factory=dict)  # the test_folder's scalar metrics (common.evaluation), if any
+    skipped: int = 0  # files left out: not images by name, or found unreadable
+    test: dict = field(default_factory=dict)  # the test_folder's scalar metrics (reports/evaluation_folder.py), if any
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class Trainer:
         self.device = distributed.start(world, resolve_device(config.device), config.gpus)
         self.amp_dtype = resolve_precision("auto", self.device) if config.amp else torch.float32
         self.data = TrainingData(config, self.device, world, callbacks.log)
-        self.test_set = labelled_folder(config.test_folder) if config.test_folder else None  # checked before training
+        self.test_set = labelled_set(config.test_folder) if config.test_folder else None  # checked before training
         self.run_folder = None  # set by run()
 
     def run(self) -> TrainResult:
@@ -166,7 +166,8 @@ class Trainer:
             keeper.resume(config.resume)
             self.callbacks.log(f"resuming {config.resume} at epoch {keeper.state.epoch + 1}, batch {keeper.state.batch}")
         recorder = RunRecorder(self.run_folder, data.class_names, self.callbacks.log) if world.is_main else NoRecords()
-        recorder.write_dataset_files(data.split.skipped, data.train_counts, data.val_counts)
+        recorder.write_dataset_files(data.train_counts, data.val_counts)
+        recorder.write_skipped_files(data.split.skipped, [])
         if world.is_main:  # the others would read the images for NoRecords to drop
             recorder.write_calibration_sample(data.preprocessing.batch(data.calibration_images()))
         with recorder, contextlib.closing(data):
@@ -177,25 +178,31 @@ class Trainer:
         test = self._test(setup, keeper) if self.test_set is not None and not stopped and world.is_main else {}
         state = keeper.state
         return TrainResult(self.run_folder, state.epochs_done, stopped, state.best or {}, state.history,
-                           len(data.split.skipped), test)
+                           self._skipped_files(), test)
+
+    def _skipped_files(self) -> int:
+        return len(self.data.split.skipped) + len(self.data.unreadable)
 
     def _test(self, setup: TrainingSetup, keeper: CheckpointKeeper) -> dict:
         """The best checkpoint (last.pth where no best.pth is kept) scored on test_folder, written into the run
         folder's test/ as the evaluate command writes it; returns the scalar metrics."""
         data, test = self.data, self.test_set
         items, unknown = scored_items(test, data.class_names)
-        if not items:
-            self.callbacks.log(f"warning: test_folder {test.folder} holds none of the trained classes: nothing scored")
+        if not len(items):
+            self.callbacks.log(f"warning: test_folder {test.source} holds none of the trained classes: nothing scored")
             return {}
         checkpoint = safe_load(keeper.path("best.pth" if os.path.isfile(keeper.path("best.pth")) else "last.pth"))
         setup.model.load_state_dict(checkpoint["state_dict"])
-        loader = torch.utils.data.DataLoader(ImageDataset(items, data.preprocessing), batch_size=max(data.batch_size, 32))
-        logits, labels = predict(setup.model, loader, self.device, self.amp_dtype, len(data.class_names))
-        log_probabilities = log_softmax(logits)
-        report = evaluation_report(log_probabilities, labels, data.class_names, float(checkpoint.get("temperature", 1.0)))
+        met = []
+        logits, labels = predict(setup.model, data.evaluation_loader(items, met.extend), self.device, self.amp_dtype,
+                                 len(data.class_names))
+        read = np.flatnonzero(labels != UNREAD)
+        log_probabilities = log_softmax(logits[read])
+        report = evaluation_report(log_probabilities, labels[read], data.class_names, float(checkpoint.get("temperature", 1.0)))
         folder = os.path.join(self.run_folder, TEST_FOLDER)
-        write_evaluation(folder, report, items, log_probabilities, data.class_names, unknown, test.skipped)
-        self.callbacks.log(f"test {test.folder}: {report['images']} images, top-1 {100 * report['top1']:.1f}%, "
+        unreadable = list(test.skipped) + [(entry.path, entry.reason) for entry in met]
+        write_evaluation(folder, report, items.take(read), log_probabilities, data.class_names, unknown, unreadable)
+        self.callbacks.log(f"test {test.source}: {report['images']} images, top-1 {100 * report['top1']:.1f}%, "
                            f"macro F1 {report['f1']:.3f}; report in {folder}")
         return {key: value for key, value in report.items() if isinstance(value, (int, float))}
 
@@ -211,7 +218,8 @@ class Trainer:
                 self.callbacks.log(f"stopped during epoch {epoch + 1}: resumable checkpoint {last}")
                 return True
             validation = self._validate(setup, val_loader)
-            metrics = {"epoch": epoch + 1, **stats.as_metrics(), **validation, "skipped_files": len(self.data.split.skipped)}
+            self._gather_unreadable(recorder)
+            metrics = {"epoch": epoch + 1, **stats.as_metrics(), **validation, "skipped_files": self._skipped_files()}
             self._end_epoch(metrics, keeper, recorder)
             if config.patience and keeper.state.stale >= config.patience:
                 self.callbacks.log(f"early stop: no improvement for {config.patience} epoch(s)")
@@ -229,14 +237,41 @@ class Trainer:
 
             remaining.start_epoch()
             stats = train_one_epoch(setup, batches, epoch=epoch, start_batch=start_batch, on_batch=after_batch,
-                                    should_stop=lambda: distributed.any_rank(self.callbacks.should_stop(), self.world))
+                                    should_stop=self._should_stop)
         return stats if stats.stopped else combine_ranks(stats, self.world)
 
+    def _should_stop(self) -> bool:
+        """The caller's stop, on any rank; a DatasetError on every rank at once where any has met more unreadable
+        images than unreadable_limit allows."""
+        stop, damaged = distributed.any_rank([self.callbacks.should_stop(), self.data.unreadable.over_limit], self.world)
+        if damaged:
+            self._gather_unreadable(None)
+            raise self.data.unreadable.error()
+        return stop
+
+    def _gather_unreadable(self, recorder) -> None:
+        """Every rank's unreadable files recorded on each (rank 0 logs those others met) and written to
+        skipped_files.txt; a DatasetError where they are more than unreadable_limit allows."""
+        data = self.data
+        for met in distributed.every_rank(list(data.unreadable.found.values()), self.world):
+            data.record_unreadable(met)
+        if recorder is not None:
+            recorder.write_skipped_files(data.split.skipped, list(data.unreadable.found.values()))
+        if data.unreadable.over_limit:
+            raise data.unreadable.error()
+
     def _validate(self, setup: TrainingSetup, val_loader) -> dict:
-        """validation_metrics() of the whole validation set, each rank having predicted its share."""
+        """validation_metrics() of the whole validation set, each rank having predicted its share; images that
+        could not be read are left out (val_worst's indices still point into the validation items)."""
         logits, labels = predict(setup.evaluated_model, val_loader, self.device, self.amp_dtype, len(self.data.class_names))
         logits, labels = distributed.gather_val_shards(logits, labels, self.world)
-        return validation_metrics(logits, labels, setup.val_criterion, self.data.class_names)
+        read = np.flatnonzero(labels != UNREAD)
+        if not len(read):
+            raise DatasetError(f"No validation image of {self.data.split.source} could be read")
+        metrics = validation_metrics(logits[read], labels[read], setup.val_criterion, self.data.class_names)
+        for worst in metrics["val_worst"]:
+            worst["index"] = int(read[worst["index"]])
+        return metrics
 
     def _end_epoch(self, metrics: dict, keeper: CheckpointKeeper, recorder: RunRecorder) -> None:
         is_best = keeper.end_epoch(metrics)

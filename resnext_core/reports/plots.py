@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .files import atomic_path
-from .images import read_image
-from .preprocess import to_display_rgb
-from .temperature import ECE_BINS, expected_calibration_error_of_bins
+from ..common.files import atomic_path
+from ..common.preprocess import to_display_rgb
+from ..common.temperature import ECE_BINS, expected_calibration_error_of_bins
+from ..data.decode import read_image
 
 FIGURE_DPI = 100
 GALLERY_CELL_INCHES = (2.6, 3.0)  # width, height of one image and its title

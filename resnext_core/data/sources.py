@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..common.errors import ConfigError, ImageError
-from ..common.images import find_images, is_image_file, read_image
 from ..common.preprocess import Preprocessing
+from .decode import PixelsNeeded, find_images, is_image_file, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 VIDEO_CHUNK = 256  # frames a worker decodes in one go (one seek)
@@ -147,11 +147,12 @@ class Samples:
 
 
 def _unit_samples(unit: Unit, preprocessing: Preprocessing):
-    """(key, tensor or None, error or None) of every item of `unit` not in unit.skip."""
+    """(key, tensor or None, error or None) of every item of `unit` not in unit.skip. An image file is decoded at
+    the size the preprocessing's resize needs."""
     if unit.start is None:
         try:
-            yield (unit.path, None), preprocessing(read_image(unit.path)), None
-        except (ImageError, FileNotFoundError) as exc:
+            yield (unit.path, None), preprocessing(read_image(unit.path, PixelsNeeded.for_resize(preprocessing.resize_size))), None
+        except ImageError as exc:
             yield (unit.path, None), None, str(exc)
         return
     index = unit.start

@@ -9,11 +9,11 @@ import os
 
 import numpy as np
 
-from .files import atomic_path, atomic_write_text
-from .metrics import classification_metrics, worst_predictions
+from ..common.files import atomic_path, atomic_write_text
+from ..common.metrics import classification_metrics, worst_predictions
+from ..common.temperature import (expected_calibration_error, log_softmax, negative_log_likelihood, reliability_bins,
+                                  temperature_metrics)
 from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_worst_predictions
-from .temperature import (expected_calibration_error, log_softmax, negative_log_likelihood, reliability_bins,
-                          temperature_metrics)
 
 REPORT = "evaluation.json"
 PREDICTIONS = "predictions.csv"
@@ -21,14 +21,17 @@ WORST_SHOWN = 12
 
 
 def scored_items(test, model_classes: list) -> tuple:
-    """([(path, model class index)] of a LabelledFolder's images whose class the model knows (matched by name),
-    {class the model does not know: its image count})."""
+    """(ItemList of a LabelledSet's images whose class the model knows (matched by name), relabelled with the
+    model's class indices; {class the model does not know: its image count})."""
     index = {name: i for i, name in enumerate(model_classes)}
-    unknown = {}
-    for _, name in test.items:
-        if name not in index:
-            unknown[name] = unknown.get(name, 0) + 1
-    return [(path, index[name]) for path, name in test.items if name in index], unknown
+    to_model = np.array([index.get(name, -1) for name in test.class_names], dtype=np.int64)
+    labels = to_model[test.items.labels]
+    counts = np.bincount(test.items.labels[labels < 0], minlength=len(test.class_names))
+    unknown = {test.class_names[i]: int(count) for i, count in enumerate(counts) if count}
+    known = np.flatnonzero(labels >= 0)
+    items = test.items.take(known)
+    items.labels = labels[known].astype(np.int32)
+    return items, unknown
 
 
 def evaluation_report(log_probabilities, labels, class_names: list, temperature: float) -> dict:
