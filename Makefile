@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 CLIENT := .ikcli
 CLIENT_STAMP := $(CLIENT)/.installed
 
-.PHONY: install plugins develop test demo pictures package clean
+.PHONY: install plugins develop test test-fast demo pictures package clean
 
 install: $(STAMP) plugins $(CLIENT_STAMP)
 
@@ -32,6 +32,11 @@ develop: $(STAMP)
 
 test: install
 	$(PY) -m pytest
+
+# The loop to run while changing code: every test but those that train, build an engine, start processes or
+# package the plugins (marked slow); about a minute on 2 cores.
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 demo: install
 	$(PY) -m resnext_tools.demo

@@ -43,7 +43,8 @@ def run(args) -> int:
     from ikomia.dataprocess.workflow import Workflow
 
     from resnext_core import InferConfig
-    from resnext_core.inference.bulk import auto_workers, predict_files
+    from resnext_core.data.sources import auto_workers
+    from resnext_core.inference.bulk import predict_files
     from resnext_core.common.runtime import resolve_device
 
     folder = photo_folder(args.images)

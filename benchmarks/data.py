@@ -171,29 +171,38 @@ def fidelity(args) -> dict:
 
 # --- bulk and training ------------------------------------------------------------------------------
 def bulk(args, folders: dict) -> dict:
+    """Each size with 1 decoding thread, 2, and auto's count, interleaved; the ratio at auto's."""
     from resnext_core import InferConfig
+    from resnext_core.common.runtime import resolve_device
+    from resnext_core.data.sources import auto_workers
     from resnext_core.inference.bulk import predict_files
 
     from .common import cache_weights
 
     cache_weights("resnext50_32x4d")
     config = InferConfig(model_name="resnext50_32x4d")
+    auto = auto_workers(resolve_device("auto"))
+    counts = sorted({1, 2, auto})
 
-    def run(name):
+    def run(name, workers):
         output = os.path.join(tempfile.mkdtemp(prefix="resnext-data-bulk-"), "rows.csv")
-        return lambda: predict_files(config, [folders[name]], output, progress=False)
+        return lambda: predict_files(config, [folders[name]], output, workers=workers, progress=False)
 
-    seconds = {name: [] for name in folders}
+    seconds = {(name, workers): [] for name in folders for workers in counts}
     for round_index in range(args.rounds + 1):
-        for name in folders:
-            elapsed = timed(run(name))[1]
+        for name, workers in seconds:
+            elapsed = timed(run(name, workers))[1]
             if round_index:
-                seconds[name].append(elapsed)
-            print(f"bulk, round {round_index}: {name} {args.photos / elapsed:.1f} img/s", flush=True)
-    rate = {name: args.photos / statistics.median(values) for name, values in seconds.items()}
-    ratio = rate["4000x3000"] / rate["640x480"]
-    print(f"bulk: {rate['640x480']:.1f} img/s at 640x480, {rate['4000x3000']:.1f} img/s at 12 MP: {ratio:.2f}x", flush=True)
-    return {"images_per_second": rate, "ratio_12mp_to_640x480": ratio, "seconds": seconds}
+                seconds[name, workers].append(elapsed)
+            print(f"bulk, round {round_index}: {name}, {workers} threads: {args.photos / elapsed:.1f} img/s", flush=True)
+    rate = {f"{name}, {workers} threads": args.photos / statistics.median(values) for (name, workers), values in seconds.items()}
+    ratio = rate[f"4000x3000, {auto} threads"] / rate[f"640x480, {auto} threads"]
+    for name, value in rate.items():
+        print(f"bulk: {name} {value:.1f} img/s", flush=True)
+    print(f"bulk, auto ({auto} threads): 12 MP at {ratio:.2f}x the rate at 640x480", flush=True)
+    return {"images_per_second": rate, "auto_threads": auto, "ratio_12mp_to_640x480": ratio,
+            "file_mb": {name: sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
+                        / args.photos / 1e6 for name, folder in folders.items()}}
 
 
 def training(args, folders: dict) -> dict:
@@ -241,14 +250,18 @@ def training(args, folders: dict) -> dict:
 
 
 # --- start-up at scale -------------------------------------------------------------------------------
+LINKS_PER_FILE = 60_000  # ext4 allows 65,000 links to a file
+
+
 def linked_dataset(count: int, classes: int = 1000) -> str:
     """`count` hard links of one tiny JPEG in `classes` class folders: a listing as large as a real dataset's,
     without its bytes."""
     root = tempfile.mkdtemp(prefix=f"resnext-data-{count}-")
-    source = save_jpeg(photo(24, 24, seed=1), os.path.join(root, "source.jpg"))
     for label in range(classes):
         os.makedirs(os.path.join(root, "images", f"class{label:04d}"))
     for index in range(count):
+        if index % LINKS_PER_FILE == 0:
+            source = save_jpeg(photo(24, 24, seed=1), os.path.join(root, f"source{index}.jpg"))
         os.link(source, os.path.join(root, "images", f"class{index % classes:04d}", f"{index:07d}.jpg"))
     return os.path.join(root, "images")
 

@@ -29,7 +29,7 @@ def run(args) -> int:
     from resnext_core.common.models import build_model
     from resnext_core.common.preprocess import Preprocessing
     from resnext_core.common.runtime import cpu_has_native_bf16, disable_openmp_dynamic_threads
-    from resnext_core.inference.classifier import fold_batch_norms
+    from resnext_core.common.anatomy import fold_batch_norms
     from resnext_core.inference.onnxruntime_engine import onnxruntime_runner
     from resnext_core.inference.openvino_engine import inference_precision_for, openvino_runner
 

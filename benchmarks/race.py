@@ -53,12 +53,12 @@ class Baseline:
         return [self.predict(image[y : y + h, x : x + w]) for x, y, w, h in boxes]
 
 
-def ours(model_name: str, precision: str = "auto", calibration_folder: str = "", engine: str = "auto"):
-    return infer_task(model_name=model_name, precision=precision, top_k=5, calibration_folder=calibration_folder,
+def ours(model_name: str, precision: str = "auto", quantization_folder: str = "", engine: str = "auto"):
+    return infer_task(model_name=model_name, precision=precision, top_k=5, quantization_folder=quantization_folder,
                       engine=engine)
 
 
-def calibration_folder(home: str) -> str:
+def quantization_folder(home: str) -> str:
     """Photos like the benchmark's, for the int8 contender's calibration."""
     from PIL import Image
 
@@ -207,7 +207,7 @@ def run(args) -> int:
             "onnxruntime": ours(model_name, "fp32", engine="onnxruntime"), "default": ours(model_name)}
         build = {}
         if device.type == "cpu" and not (args.no_int8 or args.training_only):  # opt-in precision: its build time is reported apart
-            paths["int8"] = ours(model_name, "int8", calibration_folder(home))
+            paths["int8"] = ours(model_name, "int8", quantization_folder(home))
             build["int8_first_image_s"] = timed(lambda: run_task(paths["int8"], image))[1]
             build["int8_first_16_regions_s"] = timed(lambda: run_task(paths["int8"], image, boxes))[1]
         times, ratios = {}, {}

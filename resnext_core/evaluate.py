@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import argparse
 
-from .common.cli import add_parameter_flags, parsed_config, run_command
-from .inference.bulk import BATCH_SIZE
+from .common.cli import add_flag, add_parameter_flags, command_parser, parsed_config, run_command
+from .data.sources import BATCH_SIZE
 from .inference.config import INFER_SCHEMA
 from .inference.evaluation import evaluate_folder
 
 
 def parser() -> argparse.ArgumentParser:
-    parsed = argparse.ArgumentParser(prog="python -m resnext_core.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parsed.add_argument("folder", help="a labelled folder: <class>/ or val/<class>/ folders of images")
-    parsed.add_argument("--output", required=True, help="the folder for evaluation.json and its pictures")
-    parsed.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward")
-    parsed.add_argument("--workers", type=int, help="decoding threads (default: auto, from the cores)")
+    parsed = command_parser("python -m resnext_core.evaluate", __doc__)
+    parsed.add_argument("folder", help="a labelled set: <class>/ or val/<class>/ folders of images, or a label file "
+                                       "(.csv, .jsonl: path, label[, split]; its val rows where it has a split)")
+    add_flag(parsed, "output", required=True, help="the folder for evaluation.json and its pictures")
+    add_flag(parsed, "batch_size", type=int, default=BATCH_SIZE, help="images per forward")
+    add_flag(parsed, "workers", type=int, help="decoding threads (default: auto, from the cores)")
     add_parameter_flags(parsed, INFER_SCHEMA, "the inference plugin's parameters")
     return parsed
 

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import argparse
 
-from .common.cli import add_parameter_flags, parsed_config, run_command
+from .common.cli import add_flag, add_parameter_flags, command_parser, parsed_config, run_command
 from .common.errors import ResNeXtError
 from .common.world import world_from_environment
-from .inference.bulk import BATCH_SIZE, predict_files
+from .data.sources import BATCH_SIZE
+from .inference.bulk import predict_files
 from .inference.config import INFER_SCHEMA
 
 
 def parser() -> argparse.ArgumentParser:
-    parsed = argparse.ArgumentParser(prog="python -m resnext_core.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parsed = command_parser("python -m resnext_core.predict", __doc__)
     parsed.add_argument("sources", nargs="+", help="folders, glob patterns, .txt lists of paths, image or video files")
-    parsed.add_argument("--output", required=True, help="results file: .csv, .jsonl or .parquet")
-    parsed.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per forward")
-    parsed.add_argument("--workers", type=int, help="decoding threads (default: auto, from the cores)")
-    parsed.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_flag(parsed, "output", required=True, help="results file: .csv, .jsonl or .parquet")
+    add_flag(parsed, "batch_size", type=int, default=BATCH_SIZE, help="images per forward")
+    add_flag(parsed, "workers", type=int, help="decoding threads (default: auto, from the cores)")
+    add_flag(parsed, "no_progress", action="store_true", help="no progress bar")
     add_parameter_flags(parsed, INFER_SCHEMA, "the inference plugin's parameters (top_k: classes per row)")
     return parsed
 
@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
-        raise ResNeXtError(f"--batch-size must be at least 1 and --workers at least 0, got {args.batch_size} and {args.workers}")
+        raise ResNeXtError(f"--batch_size must be at least 1 and --workers at least 0, got {args.batch_size} and {args.workers}")
     world = world_from_environment()
     result = predict_files(parsed_config(args, INFER_SCHEMA), args.sources, args.output, args.batch_size, args.workers,
                            world, progress=False if args.no_progress else None)

@@ -1,4 +1,5 @@
-"""Train from the command line: the training plugin's parameters, on one process or many.
+"""Training: train(), the one way in (the plugin's, this command line's), and the command line itself, with the
+training plugin's parameters, on one process or many.
 
     python -m resnext_core.train --dataset_folder data --output_folder runs --epochs 5
     python -m resnext_core.train --config params.json --processes 2        # 2 processes on this machine
@@ -16,34 +17,72 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from dataclasses import asdict
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from .common.cli import add_parameter_flags, parsed_config, run_command
+from .common.cli import add_flag, add_parameter_flags, command_parser, parsed_config, run_command
 from .common.errors import ResNeXtError
 from .common.world import world_from_environment
+from .data.datasets import labelled_set
+from .inference.config import InferConfig
+from .inference.evaluation import evaluate_folder
 from .training import distributed
-from .training.config import TRAIN_SCHEMA
-from .training.launch import ONE_NODE, Nodes, RelayClient, train
-from .training.trainer import Callbacks, Trainer
+from .training.config import TRAIN_SCHEMA, TrainConfig
+from .training.launch import ONE_NODE, Nodes, run_training
+from .training.records import CLASSES_TXT
+from .training.relay import RelayClient
+from .training.trainer import Callbacks, Trainer, TrainResult
 
 MASTER_PORT = 29500  # torchrun's default; one machine alone takes a free port instead
+TEST_FOLDER = "test"  # the run folder's sub-folder for test_folder's report
+
+
+def train(config: TrainConfig, callbacks: Callbacks = Callbacks(), progress_bar: bool = False,
+          echo_output: bool = False, nodes: Nodes = ONE_NODE) -> TrainResult | None:
+    """A whole training run of `config`, on this process or on `config.processes` processes on each of `nodes`,
+    then its test_folder scored. Returns the TrainResult, or None on the nodes other than 0 (which hold no run
+    folder). progress_bar: a tqdm bar per epoch; echo_output: the workers' output on this one's too."""
+    if config.test_folder:
+        labelled_set(config.test_folder)  # a bad test set fails now, not after the training
+    result = run_training(config, callbacks, progress_bar, echo_output, nodes)
+    if result is not None:
+        score_test_folder(config, result, callbacks.log)
+    return result
+
+
+def score_test_folder(config: TrainConfig, result: TrainResult, log=print) -> None:
+    """The run's best checkpoint (last.pth where it keeps none) scored on test_folder exactly as the evaluate
+    command scores it, with the inference plugin's defaults, into the run folder's test/; result.test gets the
+    scalar metrics. Nothing for a stopped run."""
+    if not config.test_folder or result.stopped:
+        return
+    trained = set(open(os.path.join(result.run_folder, CLASSES_TXT), encoding="utf-8").read().splitlines())
+    if not trained & set(labelled_set(config.test_folder).class_names):
+        log(f"warning: test_folder {config.test_folder} holds none of the trained classes: nothing scored")
+        return
+    best = os.path.join(result.run_folder, "best.pth")
+    weight_file = best if os.path.isfile(best) else os.path.join(result.run_folder, "last.pth")
+    folder = os.path.join(result.run_folder, TEST_FOLDER)
+    report = evaluate_folder(InferConfig(model_weight_file=weight_file, device=config.device), config.test_folder, folder)
+    log(f"test {report['folder']}: {report['images']} images, top-1 {100 * report['top1']:.1f}%, "
+        f"macro F1 {report['f1']:.3f}; report in {folder}")
+    result.test = {key: value for key, value in report.items() if isinstance(value, (int, float))}
 
 
 def parser() -> argparse.ArgumentParser:
-    parsed = argparse.ArgumentParser(prog="python -m resnext_core.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parsed.add_argument("--launch-file", help=argparse.SUPPRESS)  # written by launch.py for its workers
+    parsed = command_parser("python -m resnext_core.train", __doc__)
+    add_flag(parsed, "launch_file", help=argparse.SUPPRESS)  # written by launch.py for its workers
     machines = parsed.add_argument_group("several machines (without torchrun)")
-    machines.add_argument("--nnodes", type=int, default=ONE_NODE.count, help="machines in the run")
-    machines.add_argument("--node-rank", type=int, default=ONE_NODE.rank, help="this machine's index, 0 hosting the rendezvous")
-    machines.add_argument("--master-addr", default=ONE_NODE.master_addr, help="node 0's address, as the others reach it")
-    machines.add_argument("--master-port", type=int, default=MASTER_PORT, help="node 0's rendezvous port")
-    machines.add_argument("--rendezvous-timeout", type=float, default=ONE_NODE.timeout,
-                          help="seconds to wait for node 0 and for every machine")
+    add_flag(machines, "nnodes", type=int, default=ONE_NODE.count, help="machines in the run")
+    add_flag(machines, "node_rank", type=int, default=ONE_NODE.rank, help="this machine's index, 0 hosting the rendezvous")
+    add_flag(machines, "master_addr", default=ONE_NODE.master_addr, help="node 0's address, as the others reach it")
+    add_flag(machines, "master_port", type=int, default=MASTER_PORT, help="node 0's rendezvous port")
+    add_flag(machines, "rendezvous_timeout", type=float, default=ONE_NODE.timeout,
+             help="seconds to wait for node 0 and for every machine")
     add_parameter_flags(parsed, TRAIN_SCHEMA, "the training plugin's parameters")
     return parsed
 
@@ -77,6 +116,8 @@ def train_as_rank(config, world, relay: RelayClient | None, stop: dict) -> None:
         result = trainer.run()
     finally:
         distributed.finish(world)
+    if world.is_main and relay is None:  # under torchrun; launch.py's caller scores it
+        score_test_folder(config, result, callbacks.log)
     if relay is not None:
         relay.send("result", asdict(result))
     elif world.is_main:

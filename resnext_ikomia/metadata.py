@@ -30,7 +30,8 @@ COMMON_INFO = {
 KEYWORDS = "resnext,resnet,residual,cnn,classification,torchvision,pytorch"
 
 
-# Minimum hardware (GB, as Ikomia counts): one process with torch, ikomia and a model peaks at ~4.7 GB.
+# Minimum hardware (GB, as Ikomia counts): one process with torch, ikomia and a model (docs/performance.md measures
+# its peak).
 HARDWARE = {
     "infer_torchvision_resnext": {"min_cpu": 2, "min_ram": 8, "gpu_required": False, "min_vram": 2},
     "train_torchvision_resnext": {"min_cpu": 2, "min_ram": 8, "gpu_required": False, "min_vram": 4},

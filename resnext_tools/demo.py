@@ -63,7 +63,7 @@ def heldout_calibration(weight_file: str, dataset_folder: str) -> tuple:
     from PIL import Image
     from resnext_core import load_classifier
     from resnext_core.common.checkpoint import load_checkpoint
-    from resnext_core.common.temperature import expected_calibration_error
+    from resnext_core.common.scoring import expected_calibration_error
 
     items = heldout_items(dataset_folder)
     images = [np.array(Image.open(path).convert("RGB")) for path, _ in items]

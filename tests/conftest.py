@@ -74,6 +74,7 @@ def pytest_collection_modifyitems(items):
         name = _trained_fixture(item)
         if name:
             item.add_marker(pytest.mark.xdist_group(name))
+            item.add_marker(pytest.mark.slow)  # make test-fast trains nothing
 
 
 def pytest_runtest_setup(item):
@@ -81,7 +82,7 @@ def pytest_runtest_setup(item):
     (pytest-xdist issue 1386): the groups would be silently lost and every worker train the models."""
     if getattr(item.config.option, "loadgroup", False) and _trained_fixture(item) and "@" not in item.nodeid:
         pytest.fail("--dist loadgroup lost this test's group: the installed pytest and pytest-xdist do not "
-                    "work together (requirements-dev.txt pins a pytest that does)", pytrace=False)
+                    "work together (pyproject.toml's [dev] pins a pytest that does)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

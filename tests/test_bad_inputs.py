@@ -90,11 +90,11 @@ def _missing_fc(tmp_path, _):
     return {"model_weight_file": str(path)}
 
 
-def _calibration_images(tmp_path, _):
+def _quantization_images(tmp_path, _):
     for index in range(6):
         Image.fromarray(textured_image(80, 100, seed=index)).save(tmp_path / f"{index}.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not an image")  # skipped, not fatal
-    return {"calibration_folder": str(tmp_path)}
+    return {"quantization_folder": str(tmp_path)}
 
 
 def _dataset(layout):
@@ -187,12 +187,12 @@ CASES = [
     Case("top-k-empty", INFER, ["top_k must be an integer"], {"top_k": ""}),
     Case("device-unknown", INFER, ["Unknown device 'tpu'"], {"device": "tpu"}),
     Case("precision-unknown", INFER, ["precision must be one of", "fp32", "int8", "'int3'"], {"precision": "int3"}),
-    Case("int8-without-calibration", INFER, ["int8", "calibration_folder"], {"precision": "int8"}),
-    Case("int8-calibration-missing", INFER, ["calibration_folder not found", "nowhere"],
-         {"precision": "int8", "calibration_folder": "/nowhere"}),
+    Case("int8-without-calibration", INFER, ["int8", "quantization_folder"], {"precision": "int8"}),
+    Case("int8-calibration-missing", INFER, ["quantization_folder not found", "nowhere"],
+         {"precision": "int8", "quantization_folder": "/nowhere"}),
     Case("int8-calibration-no-images", INFER, ["holds no image files"], {"precision": "int8"},
-         prepare=lambda tmp_path, _: {"calibration_folder": str(tmp_path)}),
-    Case("int8-calibrated", INFER, OK, {"precision": "int8", "input_size": "64"}, prepare=_calibration_images),
+         prepare=lambda tmp_path, _: {"quantization_folder": str(tmp_path)}),
+    Case("int8-calibrated", INFER, OK, {"precision": "int8", "input_size": "64"}, prepare=_quantization_images),
     Case("dataset-unknown", INFER, ["dataset must be one of", "Mars"], {"dataset": "Mars"}),
     Case("custom-without-file", INFER, ["no model_weight_file"], {"dataset": "Custom"}),
     # Weight and class files (inference)
@@ -254,7 +254,13 @@ def _run_case(case, tmp_path, digits):
     return task
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def _marked(case: Case):
+    """A case that trains a model or quantizes one is left out of make test-fast."""
+    slow = (case.plugin == TRAIN and case.expect == OK) or case.params.get("precision") == "int8" and case.expect == OK
+    return pytest.param(case, id=case.id, marks=[pytest.mark.slow] if slow else [])
+
+
+@pytest.mark.parametrize("case", [_marked(case) for case in CASES])
 def test_bad_input_matrix(case, tmp_path, digits, imagenet_weights):
     if case.expect == OK:
         task = _run_case(case, tmp_path, digits)

@@ -11,13 +11,14 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from resnext_core import InferConfig
 from resnext_core.data.decode import read_image
 from resnext_core.inference.bulk import predict_files
 from resnext_core.inference.results_file import ResultsFile
-from resnext_core.data.sources import Unit, expand_sources, units_of, video_frames
+from resnext_core.data.sources import Unit, batches, expand_sources, units_of, video_frames
 
 from conftest import ROOT
 from helpers import INFER, new_task, small_checkpoint, textured_image
@@ -87,6 +88,24 @@ def test_a_video_in_chunks_reads_the_frames_it_reads_whole(media):
     assert len(chunked) == len(whole) == 12 and all(np.array_equal(a, b) for a, b in zip(whole, chunked))
 
 
+def test_batches_hold_the_same_items_whatever_the_decoding_threads(media):
+    """Samples come in the units' order: a batch's images, and so the engine's rounding, do not depend on how many
+    threads decode or how fast each is."""
+    from resnext_core.common.preprocess import Preprocessing
+
+    units = units_of(expand_sources([str(media)]), chunk=5)
+    runs = {workers: [(samples.keys, samples.errors, samples.images) for samples in batches(units, Preprocessing(32, 36), 3, workers)]
+            for workers in (0, 1, 4)}
+    assert [key for keys, _, _ in runs[0] for key in keys] == [(u.path, None) if u.start is None else (u.path, f)
+                                                              for u in units for f in (u.frames or [None])]
+    for workers in (1, 4):
+        assert [(keys, errors) for keys, errors, _ in runs[workers]] == [(keys, errors) for keys, errors, _ in runs[0]]
+        assert all(torch.equal(a, b) for (_, _, a), (_, _, b) in zip(runs[workers], runs[0]))
+    stopped = batches(units, Preprocessing(32, 36), 2, 3)
+    next(stopped)
+    stopped.close()  # a consumer that stops early ends its threads
+
+
 def test_sources_are_folders_globs_lists_and_files(tmp_path, media):
     listed = tmp_path / "list.txt"
     listed.write_text(f"{media / 'png' / 'set0' / '00.png'}\n# a comment\nmissing.png\n")
@@ -120,6 +139,7 @@ def test_a_rerun_adds_only_the_rest_and_writes_every_format(tmp_path, media, mod
     assert [r["class_3"] for r in _rows(tmp_path / "out.csv")] == [r["classes"][2] for r in after]
 
 
+@pytest.mark.slow
 def test_a_killed_run_loses_no_finished_row(tmp_path, media, model):
     many = tmp_path / "many"
     many.mkdir()
@@ -145,6 +165,7 @@ def test_a_killed_run_loses_no_finished_row(tmp_path, media, model):
     assert not os.path.exists(str(output) + ".parts")
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_give_the_rows_of_one(tmp_path, media, model):
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
     flags = ["--model_weight_file", model, "--top_k", "3", "--batch-size", "3"]

@@ -89,6 +89,7 @@ def _temp_checkpoints(folder):
     return [e.path for e in os.scandir(folder) if e.name.startswith(".tmp-") and e.name.endswith(".pth")] if os.path.isdir(folder) else []
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits, per_class=6)
     out = tmp_path / "out"

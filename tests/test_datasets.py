@@ -18,7 +18,7 @@ from resnext_core.data.folders import list_classes
 from resnext_core.data.items import ItemList
 from resnext_core.data.label_files import read_label_file
 from resnext_core.training.config import TrainConfig
-from resnext_core.training.launch import train
+from resnext_core.train import train
 from resnext_core.training.trainer import Callbacks, Trainer
 
 from conftest import ROOT
@@ -90,6 +90,7 @@ def test_listing_opens_no_file_and_items_are_compact(tmp_path):
     assert million.take([5, 2]).paths() == ["/data/set/class0005/image_0000005.jpg", "/data/set/class0002/image_0000002.jpg"]
 
 
+@pytest.mark.slow
 def test_broken_files_met_mid_epoch_are_skipped_named_and_the_run_completes(tmp_path, digits):
     data = jpeg_dataset(tmp_path / "data", digits)
     broken = break_files(os.path.join(data, "train", "1")) + break_files(os.path.join(data, "val", "7"), "val_")
@@ -119,6 +120,7 @@ def test_broken_files_on_two_gloo_processes_are_named_by_rank_0(tmp_path, digits
     assert_named(broken, skipped_lines(result.run_folder), "\n".join(logs))
 
 
+@pytest.mark.slow
 def test_more_unreadable_images_than_the_limit_stop_the_run_with_the_reason(tmp_path, digits):
     data = jpeg_dataset(tmp_path / "data", digits, per_class=4, split=False)
     for name in CLASSES:
@@ -144,6 +146,7 @@ def write_label_file(path, rows, columns=("path", "label", "split")):
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_label_file_trains_with_its_split_and_names_a_missing_file_by_its_line(tmp_path, digits):
     data = jpeg_dataset(tmp_path / "images", digits, split=False)
     rows = []
@@ -201,6 +204,7 @@ def test_a_label_file_whose_paths_are_all_missing_is_refused_at_once(tmp_path):
         training_split("", label_file)
 
 
+@pytest.mark.slow
 def test_evaluate_reads_a_label_file_and_names_broken_files(tmp_path, digits):
     """The evaluate command on a label file (its val rows) scores what a folder of the same files scores, and names
     the broken ones."""

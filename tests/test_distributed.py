@@ -45,6 +45,7 @@ def test_ranks_split_each_global_batch_of_the_single_process_order(world_size, b
     assert resumed == shards[world_size - 1][4:]
 
 
+@pytest.mark.slow
 def test_process_parameters_are_checked_before_anything_starts(tmp_path):
     assert distributed.parse_processes(" 2 ") == "2" and distributed.parse_processes("ALL") == "all"
     assert distributed.parse_gpus(" 1, 0") == "1,0" and distributed.parse_gpus("") == ""
@@ -125,6 +126,7 @@ def _ddp_steps(tmp_path, mode: str, processes: int = 1) -> dict:
     return torch.load(out, weights_only=True)
 
 
+@pytest.mark.slow
 def test_steps_on_two_processes_equal_one_process_stepping_on_the_same_shards(tmp_path):
     """DDP averages the gradients of each rank's shard: two processes end where one process does that
     accumulates the two halves' gradients, to float rounding; the shards and the averaging are the trainer's.
@@ -272,6 +274,7 @@ def test_two_machines_from_the_command_line(tmp_path, digits):
     assert {name for name, _ in infer.get_whole_image_results()} == {"0", "1", "7"}
 
 
+@pytest.mark.slow
 def test_a_port_in_use_or_an_unreachable_master_is_named_at_once(tmp_path):
     """Checked before any process starts: torchrun itself would wait for the rendezvous timeout (15 min)."""
     params = _flags({**SMALL, "dataset_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "batch_size": "4"})

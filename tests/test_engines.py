@@ -17,7 +17,7 @@ from resnext_core.common.onnx_export import INPUT_NAME, ONNX, export_onnx_model,
 from resnext_core.common.preprocess import Preprocessing
 from resnext_core.common.runtime import cpu_has_native_bf16
 from resnext_core.inference import engine_cache, engines
-from resnext_core.inference.classifier import fold_batch_norms
+from resnext_core.common.anatomy import fold_batch_norms
 from resnext_core.inference.engine_cache import RECORD, EngineCache
 from resnext_core.inference.engines import CPU_ENGINES
 from resnext_core.inference.onnxruntime_engine import onnx_facts, onnxruntime_runner
@@ -33,6 +33,7 @@ def _probabilities(engine, precision="fp32", **source):
     return classifier.engine, classifier.predict(IMAGES[:1]), classifier.predict(IMAGES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["checkpoint", "imagenet"])
 def test_cpu_engines_agree_with_torch_and_auto_picks_openvino(tmp_path, source):
     if source == "checkpoint":
@@ -52,6 +53,7 @@ def test_cpu_engines_agree_with_torch_and_auto_picks_openvino(tmp_path, source):
     assert (batch.max(1).values - batch.min(1).values).min() > 1e-3, "outputs must depend on the input to compare"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="OpenVINO runs bf16 only on CPUs with AVX512-BF16 or AMX")
 def test_openvino_bf16_computes_in_bf16_where_the_cpu_has_it(tmp_path):
     """OpenVINO's own default on such CPUs is bf16 for every model: fp32 must be asked for (the test above), and
@@ -101,6 +103,7 @@ def _logits(runner):
     return runner(torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
 
 
+@pytest.mark.slow
 def test_cache_entry_is_built_once_and_reused_by_a_new_process(tmp_path):
     build = CountingBuild()
     first = onnxruntime_runner("w:1", 32, build, EngineCache(str(tmp_path)))
@@ -144,6 +147,7 @@ def onnx_entry(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_corrupt_onnx_entry_is_rebuilt_never_trusted(tmp_path, onnx_entry, damage):
     shutil.copytree(onnx_entry, tmp_path, dirs_exist_ok=True)
@@ -157,6 +161,7 @@ def test_corrupt_onnx_entry_is_rebuilt_never_trusted(tmp_path, onnx_entry, damag
     assert torch.allclose(_logits(rebuilt), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_export_falls_back_to_the_torch_export_based_exporter(tmp_path, monkeypatch):
     """torch deprecates the TorchScript-based exporter that export_onnx_model tries first: without it (simulated by
     refusing dynamo=False), the file still comes, from the torch.export-based one, and agrees with torch."""
@@ -177,6 +182,7 @@ def test_onnx_export_falls_back_to_the_torch_export_based_exporter(tmp_path, mon
     assert np.abs(logits - model(batch).detach().numpy()).max() < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage,file_suffix", [(d, BIN) for d in DAMAGES] + [("truncated", XML), ("valid hash, not a model", XML)])
 def test_corrupt_openvino_entry_is_rebuilt_never_trusted(tmp_path, onnx_entry, damage, file_suffix):
     shutil.copytree(onnx_entry, tmp_path, dirs_exist_ok=True)
@@ -192,6 +198,7 @@ def test_corrupt_openvino_entry_is_rebuilt_never_trusted(tmp_path, onnx_entry, d
     assert torch.allclose(_logits(rebuilt), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cache_keeps_the_most_recently_used_entries(tmp_path, monkeypatch):
     monkeypatch.setattr(engine_cache, "CACHE_ENTRIES", 2)
     build, cache = CountingBuild(), EngineCache(str(tmp_path))
@@ -217,18 +224,19 @@ def test_engine_errors_name_the_parameter_and_choices(tmp_path, monkeypatch):
         load_classifier(engine="torch", device="cpu", precision="int8")
 
 
-def test_int8_needs_calibration_images_or_a_runs_sample(tmp_path):
+def test_int8_needs_quantization_images_or_a_runs_sample(tmp_path):
     cache_random_weights("resnext50")
-    with pytest.raises(ConfigError, match="precision 'int8' needs calibration_folder.*calibration_sample.npy"):
+    with pytest.raises(ConfigError, match="precision 'int8' needs quantization_folder.*quantization_sample.npy"):
         load_classifier(model_name="resnext50", device="cpu", precision="int8")  # ImageNet weights: no run, no sample
     small_checkpoint(tmp_path / "copied.pth")  # a checkpoint outside its run folder
-    with pytest.raises(ConfigError, match=f"needs calibration_folder.*none lies beside {tmp_path / 'copied.pth'}"):
+    with pytest.raises(ConfigError, match=f"needs quantization_folder.*none lies beside {tmp_path / 'copied.pth'}"):
         load_classifier(model_weight_file=str(tmp_path / "copied.pth"), device="cpu", precision="int8")
-    np.save(tmp_path / "calibration_sample.npy", np.zeros((2, 64, 64), np.float32))
-    with pytest.raises(ConfigError, match="calibration sample .* is not N x 3 x S x S.*calibration_folder"):
+    np.save(tmp_path / "quantization_sample.npy", np.zeros((2, 64, 64), np.float32))
+    with pytest.raises(ConfigError, match="quantization sample .* is not N x 3 x S x S.*quantization_folder"):
         load_classifier(model_weight_file=str(tmp_path / "copied.pth"), device="cpu", precision="int8")
 
 
+@pytest.mark.slow
 def test_plugin_runs_openvino_by_default_and_torch_on_request(tmp_path):
     import sys
 
@@ -268,7 +276,7 @@ def test_device_and_precision_errors():
         load_classifier(device="tpu")
     with pytest.raises(ConfigError, match="Unknown precision"):
         load_classifier(precision="int3")
-    with pytest.raises(ConfigError, match="int8.*calibration_folder"):
+    with pytest.raises(ConfigError, match="int8.*quantization_folder"):
         load_classifier(precision="int8", device="cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
@@ -282,7 +290,7 @@ FAST_PRECISIONS = ["bf16", "int8"]  # bf16: what 'auto' picks on capable hardwar
 @pytest.mark.parametrize("precision", FAST_PRECISIONS)
 def test_fast_precisions_agree_with_fp32(digits_model, heldout, precision):
     """Faster precisions keep top-1 agreement >= 99% with fp32 (the rule 'auto' follows; int8 is held to it too).
-    int8 calibrates on the sample of validation images the run left beside its checkpoint: no calibration_folder."""
+    int8 calibrates on the sample of validation images the run left beside its checkpoint: no quantization_folder."""
     images = [image for image, _ in heldout]
     exact = load_classifier(model_weight_file=digits_model, device="cpu", precision="fp32").predict(images).argmax(1)
     fast = load_classifier(model_weight_file=digits_model, device="cpu", precision=precision).predict(images).argmax(1)

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from resnext_core import InferConfig
-from resnext_core.common.metrics import OTHER
+from resnext_core.common.scoring import OTHER
 from resnext_core.inference.evaluation import evaluate_folder
 
 from conftest import ROOT
@@ -37,6 +37,7 @@ def _ece(confidences, correct, bins=15) -> float:
     return total / len(confidences)
 
 
+@pytest.mark.slow
 def test_the_evaluations_metrics_are_scikit_learns(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", classes=("0", "1", "7"), per_class=12, digits_folder=digits, split=True)
     unknown = tmp_path / "data" / "val" / "elephant"
@@ -91,6 +92,7 @@ def test_imagenet_weights_are_scored_on_the_classes_of_the_test_set(tmp_path, im
     assert report["confusion_matrix"][2] == [0, 0, 0], "no image is truly OTHER: its row stays empty"
 
 
+@pytest.mark.slow
 def test_the_training_plugin_scores_its_test_folder(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", classes=("0", "1", "7"), per_class=8, digits_folder=digits)
     test = tiny_dataset(tmp_path / "test", classes=("0", "1", "7"), per_class=4, digits_folder=digits, source="heldout")
@@ -105,6 +107,17 @@ def test_the_training_plugin_scores_its_test_folder(tmp_path, digits):
     assert report["top1"] == pytest.approx(accuracy_score([r["truth"] for r in rows], [r["predicted"] for r in rows]))
     logged = glob.glob(os.path.join(run_folder, "mlruns", "*", "*", "metrics", "test_top1"))
     assert len(logged) == 1 and float(open(logged[0]).read().split()[1]) == pytest.approx(report["top1"])
+    # The same scores as the evaluate command's on the same checkpoint, folder and (default) parameters.
+    completed = subprocess.run([sys.executable, "-m", "resnext_core.evaluate", test, "--output", str(tmp_path / "eval"),
+                                "--model_weight_file", os.path.join(run_folder, "best.pth")], cwd=ROOT,
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    evaluated = json.load(open(tmp_path / "eval" / "evaluation.json"))
+    assert evaluated["top1"] == report["top1"] and evaluated["images"] == report["images"]
+    for key in ("precision", "recall", "f1", "ece", "ece_calibrated", "nll", "nll_calibrated", "temperature",
+                "fitted_temperature"):
+        assert evaluated[key] == pytest.approx(report[key], abs=1e-6), key
+    assert evaluated["confusion_matrix"] == report["confusion_matrix"]
     _, bad = new_task(TRAIN, {"dataset_folder": data, "output_folder": str(tmp_path / "runs"),
                               "test_folder": str(tmp_path / "nowhere")})
     with pytest.raises(Exception, match="Test folder not found: .*nowhere"):

@@ -279,6 +279,7 @@ def test_regions_get_heat_inside_their_boxes_only(tmp_path):
         assert differs.mean() > 0.5, f"region {box} is heat-coloured where the model saw it"
 
 
+@pytest.mark.slow
 def test_either_engine_explains_alike_and_none_builds_nothing(tmp_path):
     small_checkpoint(tmp_path / "m.pth")
     image = textured_image(90, 130, seed=4)
@@ -306,6 +307,7 @@ def test_either_engine_explains_alike_and_none_builds_nothing(tmp_path):
 
 @pytest.mark.parametrize("model_name, method", [(name, "gradcam") for name in models.MODEL_NAMES] +
                          [("resnext50_32x4d", method) for method in CAM_METHODS if method != "gradcam"])
+@pytest.mark.slow
 def test_every_model_and_method_is_explained(model_name, method):
     cache_random_weights(model_name)
     image = textured_image(70, 90, seed=5)
@@ -341,6 +343,7 @@ print("RESULT", cv2.__version__, hashlib.sha256(algo.get_output(4).get_image().t
 """
 
 
+@pytest.mark.slow
 def test_grad_cam_runs_with_either_opencv_and_adds_none(tmp_path):
     """grad-cam imports cv2 when the first map is made: with opencv-python-headless (cv2 imported before
     ikomia) or ikomia's bundled OpenCV (after), the same picture; and no other OpenCV wheel came with it."""

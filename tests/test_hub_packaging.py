@@ -26,6 +26,9 @@ from test_video import write_clip
 
 PLUGINS = (INFER, TRAIN)
 
+# Packaging, installing alone, publishing and the manuals' code: whole plugins each time.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory):
@@ -344,7 +347,7 @@ def test_int8_builds_beside_the_clients_rich(tmp_path):
         Image.fromarray(textured_image(70, 70, seed=index)).save(tmp_path / "calibration" / f"{index}.png")
     code = (f"import importlib.metadata, rich, numpy as np\nfrom resnext_core import load_classifier\n"
             f"c = load_classifier(model_weight_file={str(tmp_path / 'm.pth')!r}, precision='int8', device='cpu', "
-            f"calibration_folder={str(tmp_path / 'calibration')!r})\n"
+            f"quantization_folder={str(tmp_path / 'calibration')!r})\n"
             f"print('RESULT', importlib.metadata.version('rich'), rich.__file__, c.runner.engine, "
             f"tuple(c.predict([np.zeros((64, 64, 3), np.uint8)]).shape))")
     completed = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,

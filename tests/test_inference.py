@@ -48,6 +48,7 @@ def changed_box(before, after):
     return (rows.min(), rows.max(), cols.min(), cols.max()) if rows.size else None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["resnext50", "resnext101", *models.MODEL_NAMES])
 def test_readme_snippet_runs_for_every_model(imagenet_weights, photo, model_name):
     scope = {}
@@ -117,6 +118,7 @@ def test_imagenet_weights_take_a_given_temperature(imagenet_weights):
     assert torch.allclose(load_classifier(device="cpu", engine="torch", temperature=2.0, calibrated_confidence=False).predict([image]), raw)
 
 
+@pytest.mark.slow
 def test_model_and_weights_changes_take_effect(imagenet_weights):
     cache_random_weights("resnext50", "IMAGENET1K_V1")
     _, task = new_task(params={"model_name": "resnext50"})
@@ -285,6 +287,7 @@ print("RESULT", cv2.__version__, algo.get_whole_image_results()[0][0])
 """
 
 
+@pytest.mark.slow
 def test_cv2_imports_in_either_order_and_the_plugin_runs(imagenet_weights, tmp_path):
     """opencv-python-headless beside ikomia's bundled OpenCV: cv2 before or after ikomia, the plugin classifies alike."""
     outcomes = []
@@ -321,7 +324,7 @@ def test_every_config_field_reaches_the_classifier_under_its_own_name(tmp_path, 
         "device": ({}, "cuda" if torch.cuda.is_available() else "cpu"),
         "precision": ({}, _other_precision()),
         "engine": ({}, "torch"),
-        "calibration_folder": ({"precision": "int8"}, str(tmp_path / "calibration")),
+        "quantization_folder": ({"precision": "int8"}, str(tmp_path / "calibration")),
     }
     output_fields = {
         "top_k": ({}, 3), "explain": ({}, "gradcam"), "calibrated_confidence": ({}, False), "temperature": ({}, 2.0),
@@ -347,7 +350,7 @@ def test_every_config_field_reaches_the_classifier_under_its_own_name(tmp_path, 
 def test_a_new_parameter_is_one_option(tmp_path):
     """One option() field: parsed from the strings Ikomia stores, listed in the README table, received by the
     classifier under its name, and part of the model's identity where it defines the model."""
-    @dataclasses.dataclass
+    @dataclasses.dataclass(frozen=True)
     class WithNewParameters(InferConfig):
         digits_shown: int = option(2, "Digits shown", "Decimals of the confidences drawn.", low=0, high=8)
         pruned: bool = option(False, "Pruned", "A hypothetical pruned variant of the model.", defines_model=True)
@@ -487,6 +490,7 @@ print("RESULT" + json.dumps({"first": first, "again": task.get_whole_image_resul
 """
 
 
+@pytest.mark.slow
 def test_the_ik_namespace_and_a_saved_workflow_reloaded(imagenet_weights, photo, tmp_path):
     """ik.infer_torchvision_resnext(...) (Ikomia's auto-completion, on), then the workflow saved to JSON and loaded
     in the same fresh state gives the same results with the same parameters."""

@@ -61,7 +61,7 @@ def test_weights_are_assigned_as_a_fresh_model_holds_them():
 
 
 def test_folded_batch_norms_compute_the_same_function():
-    from resnext_core.inference.classifier import fold_batch_norms
+    from resnext_core.common.anatomy import fold_batch_norms
 
     torch.manual_seed(0)
     model = models.build_model("resnext50", num_classes=10).eval()

@@ -52,7 +52,7 @@ c["precision"].setCurrentText("fp32")
 c["dataset"].setCurrentText("Custom")
 c["model_weight_file"].edit.setText("/data/best.pth")
 c["class_file"].edit.setText("/data/classes.txt")
-c["calibration_folder"].edit.setText("/data/calibration")
+c["quantization_folder"].edit.setText("/data/calibration")
 widget.on_apply()
 out["size_text"] = c["input_size"].text()
 out["applied"] = task.get_parameters()
@@ -78,7 +78,7 @@ def test_infer_widget_restores_edits_and_applies():
     assert applied["input_size"] == "auto" and applied["top_k"] == "7"
     assert applied["device"] == "cpu" and applied["precision"] == "fp32" and applied["dataset"] == "Custom"
     assert applied["model_weight_file"] == "/data/best.pth" and applied["model_path"] == "/data/best.pth"
-    assert applied["class_file"] == "/data/classes.txt" and applied["calibration_folder"] == "/data/calibration"
+    assert applied["class_file"] == "/data/classes.txt" and applied["quantization_folder"] == "/data/calibration"
 
 
 TRAIN_WIDGET = PRELUDE + r"""
@@ -226,6 +226,7 @@ import os; os._exit(0)  # a shown widget's teardown can crash the interpreter (i
 """
 
 
+@pytest.mark.slow
 def test_the_panels_apply_reaches_the_next_run(imagenet_weights):
     """STUDIO's path: the widget's values, Apply, then the task's run: one label drawn instead of five, on the
     model chosen in the panel."""

@@ -16,10 +16,10 @@ from torch import nn
 
 from resnext_core.common.checkpoint import safe_load
 from resnext_core.common.errors import CheckpointError, ConfigError
-from resnext_core.common.metrics import classification_metrics
+from resnext_core.common.scoring import classification_metrics
 from resnext_core.common.preprocess import Preprocessing
-from resnext_core.training.checkpoint_keeper import CheckpointKeeper, CheckpointMetadata, is_better
-from resnext_core.training.config import TrainConfig
+from resnext_core.training.checkpoint_keeper import CheckpointKeeper, CheckpointMetadata, is_better, stored_setting
+from resnext_core.training.config import TRAIN_SCHEMA, TrainConfig
 from resnext_core.training.loop import build_optimizer
 from resnext_core.training.trainer import BatchProgress, Callbacks, Trainer
 
@@ -39,14 +39,15 @@ def run_training(params):
     return task, task.get_output(0).get_path()
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_output(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits, classes=("0", "1", "2", "3", "4", "5"))
     task, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"), "export_onnx": "True"})
     assert os.path.dirname(run) == str(tmp_path / "out")
     for name in ("best.pth", "last.pth", "classes.txt", "metrics.csv", "metrics.json", "best_metrics.json",
-                 "confusion_matrix.png", "training_curves.png", "model.onnx", "calibration_sample.npy"):
+                 "confusion_matrix.png", "training_curves.png", "model.onnx", "quantization_sample.npy"):
         assert os.path.isfile(os.path.join(run, name)), name
-    sample = np.load(os.path.join(run, "calibration_sample.npy"))  # int8's calibration for this run's checkpoints
+    sample = np.load(os.path.join(run, "quantization_sample.npy"))  # int8's calibration for this run's checkpoints
     assert sample.shape[1:] == (3, 32, 32) and 6 <= len(sample) <= 32 and sample.dtype == np.float32 and sample.std() > 0.1
     assert open(os.path.join(run, "classes.txt")).read().split() == ["0", "1", "2", "3", "4", "5"]
     history = json.load(open(os.path.join(run, "metrics.json")))
@@ -64,6 +65,7 @@ def test_tiny_run_writes_every_output(tmp_path, digits):
     assert best["format"] == "resnext-ikomia-checkpoint" and best["preprocessing"]["crop_size"] == 32
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_torch_with_dynamic_batch(tmp_path, digits):
     import onnxruntime
 
@@ -81,6 +83,7 @@ def test_onnx_export_matches_torch_with_dynamic_batch(tmp_path, digits):
         assert actual.shape == (count, 3) and np.abs(actual - expected).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_checkpoint_feeds_inference_with_only_its_path(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     _, run = run_training({**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out")})
@@ -90,6 +93,7 @@ def test_checkpoint_feeds_inference_with_only_its_path(tmp_path, digits):
     assert sorted(n for n, _ in results(infer)) == ["0", "1", "7"]
 
 
+@pytest.mark.slow
 def test_connected_folder_input_and_legacy_parameters(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits, split=True)
     _, task = new_task(TRAIN, {**TINY, "output_folder": str(tmp_path / "out"), "use_pretrained": "False", "export_pth": "False"})
@@ -102,6 +106,7 @@ def test_connected_folder_input_and_legacy_parameters(tmp_path, digits):
     assert task.get_parameters()["train_mode"] == "feature_extract"
 
 
+@pytest.mark.slow
 def test_default_output_folder_is_in_ikomia_data_not_plugin(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     _, run = run_training({**TINY, "dataset_folder": data})
@@ -117,6 +122,7 @@ def _config(tmp_path, data, **overrides):
     return TrainConfig(**values)
 
 
+@pytest.mark.slow
 def test_stop_within_a_batch_then_resume(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     calls = {"n": 0}
@@ -140,6 +146,7 @@ def test_stop_within_a_batch_then_resume(tmp_path, digits):
     assert abs(whole.history[-1]["val_top1"] - resumed.history[-1]["val_top1"]) <= 0.5
 
 
+@pytest.mark.slow
 def test_plugin_stop_is_honoured_within_a_batch(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits, per_class=40)
     _, task = new_task(TRAIN, {**TINY, "dataset_folder": data, "output_folder": str(tmp_path / "out"),
@@ -160,6 +167,7 @@ def test_plugin_stop_is_honoured_within_a_batch(tmp_path, digits):
     assert last["epoch"] < 50
 
 
+@pytest.mark.slow
 def test_corrupt_files_skipped_and_counted_classes_unioned(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits, split=True)
     (tmp_path / "data" / "train" / "0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -175,6 +183,7 @@ def test_corrupt_files_skipped_and_counted_classes_unioned(tmp_path, digits):
     assert len(open(os.path.join(result.run_folder, "skipped_files.txt")).read().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_batch_larger_than_the_set_and_bad_output_folder(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits, per_class=4)
     logs = []
@@ -232,6 +241,7 @@ def _children_once_settled(expected: list, seconds: float = 10) -> list:
     return _children()
 
 
+@pytest.mark.slow
 def test_data_workers_train_and_shut_down_when_stopped(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     before = _children()
@@ -248,6 +258,7 @@ def test_data_workers_train_and_shut_down_when_stopped(tmp_path, digits):
     assert _children_once_settled(before) == before, "data-loading workers are gone once training returns"
 
 
+@pytest.mark.slow
 def test_data_workers_start_once_and_serve_each_epoch_its_own_order(tmp_path, digits):
     """persistent workers: one loader for the run; each epoch (and a resumed one) still gets its seeded order."""
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
@@ -277,6 +288,7 @@ def test_auto_data_workers_are_none_on_the_cpu_and_the_cores_share_on_cuda():
     assert loader_workers(None, torch.device("cuda")) == min(MAX_AUTO_WORKERS, max(1, cores - 1))
 
 
+@pytest.mark.slow
 def test_a_failed_training_does_not_break_the_next(tmp_path, digits):
     """A run failing after its MLflow run started (bad resume file) must not leave that run active."""
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
@@ -288,6 +300,7 @@ def test_a_failed_training_does_not_break_the_next(tmp_path, digits):
     assert os.path.isfile(os.path.join(run, "best.pth"))
 
 
+@pytest.mark.slow
 def test_progress_per_batch_and_pictures_as_outputs(tmp_path, digits):
     """STUDIO's bar moves every batch (not every epoch); the run's pictures are image outputs of the task."""
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
@@ -331,6 +344,7 @@ def _files_under(folder):
     return sorted(os.path.join(root, name) for root, dirs, files in os.walk(folder) for name in dirs + files)
 
 
+@pytest.mark.slow
 def test_construction_writes_nothing_and_a_run_writes_every_file(tmp_path, data):
     events = []
     before = _files_under(tmp_path)
@@ -353,6 +367,17 @@ def test_construction_writes_nothing_and_a_run_writes_every_file(tmp_path, data)
     assert any(line.startswith("epoch 1/1: train loss") for line in lines)
     assert any(line.startswith(f"exported {result.run_folder}") for line in lines)
     assert not result.stopped and result.epochs_done == 1 and result.best["epoch"] == 1
+    stored = safe_load(os.path.join(result.run_folder, "last.pth"))["train_params"]
+    assert stored == TRAIN_SCHEMA.stored(trainer.config) and stored["num_workers"] == "auto", "the schema's stored form"
+    assert TRAIN_SCHEMA.parse(stored) == trainer.config
+
+
+def test_resume_compares_settings_as_values_whatever_form_a_run_stored(tmp_path):
+    """num_workers auto is None typed, "auto" stored, and "None" in runs that stored str(value): the same setting."""
+    assert stored_setting({"num_workers": "None"}, "num_workers") is None
+    assert stored_setting({"num_workers": "auto"}, "num_workers") is None
+    assert stored_setting({}, "num_workers") is None, "a run older than the setting ran with its default"
+    assert stored_setting({"ema": "0.0"}, "ema") == stored_setting({"ema": "0"}, "ema") == 0.0
 
 
 def test_an_unusable_output_folder_fails_at_run_not_at_construction(tmp_path, data):
@@ -363,6 +388,7 @@ def test_an_unusable_output_folder_fails_at_run_not_at_construction(tmp_path, da
         trainer.run()
 
 
+@pytest.mark.slow
 def test_on_batch_reports_every_batch_with_the_time_left(tmp_path, data, capsys):
     reports = []
     trainer = Trainer(_parts_config(tmp_path, data, epochs=2), Callbacks(on_batch=reports.append, log=lambda line: None),
@@ -377,6 +403,7 @@ def test_on_batch_reports_every_batch_with_the_time_left(tmp_path, data, capsys)
     assert "epoch 2/2" in capsys.readouterr().err, "progress_bar: a tqdm bar per epoch"
 
 
+@pytest.mark.slow
 def test_stop_within_a_batch_then_resume_at_that_batch(tmp_path, data):
     seen = []
 
@@ -559,6 +586,7 @@ def _image_dataset(root, size, count):
     return root
 
 
+@pytest.mark.slow
 def test_training_streams_images_instead_of_preloading(tmp_path):
     """Large photos train in about the memory of thumbnails: images are decoded a batch at a time."""
     count, side = LARGE_SET

@@ -132,6 +132,7 @@ def test_the_moving_average_warms_up_then_follows_its_decay():
     assert ema.module.weight.detach() == pytest.approx(torch.full((1, 2), expected))
 
 
+@pytest.mark.slow
 def test_the_moving_average_is_validated_saved_as_best_and_resumed(tmp_path, digits):
     data = tiny_dataset(tmp_path / "data", digits_folder=digits)
     first = Trainer(_config(tmp_path, data, ema=0.9), Callbacks(log=lambda line: None)).run()

@@ -62,6 +62,7 @@ def clip(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
 
 
+@pytest.mark.slow
 def test_a_video_with_saved_outputs_is_classified_and_drawn_frame_by_frame(tmp_path, clip):
     """With auto-save on, the explanation output, empty while explain is none, once stopped the run at frame 1."""
     workflow, _ = _workflow(tmp_path / "out")
@@ -92,6 +93,7 @@ def expected_name(probabilities):
     return ResNeXt50_32X4D_Weights.DEFAULT.meta["categories"][int(probabilities.argmax())]
 
 
+@pytest.mark.slow
 def test_a_folder_of_images_and_a_video_gives_every_result(tmp_path, clip):
     from PIL import Image
 

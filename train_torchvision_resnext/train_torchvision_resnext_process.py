@@ -18,7 +18,7 @@ from ikomia.core import config as ikomia_config
 from ikomia.dnn import dnntrain
 
 from .resnext_core.training.config import TRAIN_SCHEMA, TrainConfig
-from .resnext_core.training.launch import train
+from .resnext_core.train import train
 from .resnext_core.training.records import (
     CONFUSION_MATRIX_PNG, PICTURES, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
 from .resnext_core.training.trainer import Callbacks

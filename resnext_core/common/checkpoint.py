@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .anatomy import CLASSIFIER_WEIGHT, is_classifier_parameter, strip_wrapper_prefixes
 from .errors import CheckpointError
 from .files import atomic_save
 from .models import MODEL_NAMES, build_model, resolve_model_name
@@ -105,16 +106,8 @@ def check_class_count(class_names, names_source: str, num_outputs: int, model_de
         )
 
 
-def _strip_prefix(state_dict: dict) -> dict:
-    """Checkpoints saved from DataParallel or torch.compile prefix every key."""
-    for prefix in ("module.", "_orig_mod."):
-        if state_dict and all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
-    return state_dict
-
-
 def _backbone_shapes(state_dict: dict) -> dict:
-    return {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith("fc.")}
+    return {k: tuple(v.shape) for k, v in state_dict.items() if not is_classifier_parameter(k)}
 
 
 _SIGNATURES: dict = {}
@@ -135,9 +128,9 @@ def detect_architecture(state_dict: dict, path: str = "") -> str:
 
 
 def output_size(state_dict: dict, path: str = "") -> int:
-    weight = state_dict.get("fc.weight")
+    weight = state_dict.get(CLASSIFIER_WEIGHT)
     if weight is None or weight.ndim != 2:
-        raise CheckpointError(f"Weight file {path} has no classifier layer (fc.weight)")
+        raise CheckpointError(f"Weight file {path} has no classifier layer ({CLASSIFIER_WEIGHT})")
     return int(weight.shape[0])
 
 
@@ -155,7 +148,7 @@ def load_checkpoint(path: str, class_file: str = "", imagenet_categories=None) -
             f"Weight file {path} has format version {data['format_version']}; "
             f"this plugin reads up to {FORMAT_VERSION}: update the plugin"
         )
-    state_dict = _strip_prefix(data["state_dict"] if ours else data)
+    state_dict = strip_wrapper_prefixes(data["state_dict"] if ours else data)
     if not state_dict or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"Weight file {path} is not a state dict of tensors")
     model_name = detect_architecture(state_dict, path)

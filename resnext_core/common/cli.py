@@ -1,5 +1,6 @@
 """Command lines built from a Schema: a flag per parameter (the name the plugin shows), and --config, a JSON object
-of those parameters (e.g. a saved workflow's task parameters); the flags override the file, the file the defaults."""
+of those parameters (e.g. a saved workflow's task parameters); the flags override the file, the file the defaults.
+Every flag takes both spellings, --batch_size and --batch-size; the help shows the parameters' own, underscores."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +11,34 @@ from .errors import ResNeXtError
 from .schema import Schema
 
 
+class OneSpellingFormatter(argparse.RawDescriptionHelpFormatter):
+    """The help lists a long flag under its first spelling alone (add_flag gives each two)."""
+
+    def _format_action_invocation(self, action) -> str:
+        spellings = {option[2:].replace("-", "_"): option for option in reversed(action.option_strings)
+                     if option.startswith("--")}
+        kept = [option for option in action.option_strings if not option.startswith("--") or option in spellings.values()]
+        shown = argparse.Action(kept, action.dest, action.nargs, metavar=action.metavar)
+        return super()._format_action_invocation(shown)
+
+
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command's parser: its module's docstring as the description, each flag in one spelling in the help."""
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=OneSpellingFormatter)
+
+
+def add_flag(container, name: str, **options) -> None:
+    """--name, also accepted as --name-with-dashes (or with underscores, where `name` has dashes)."""
+    underscores = name.replace("-", "_")
+    spellings = list(dict.fromkeys([f"--{underscores}", f"--{underscores.replace('_', '-')}"]))
+    container.add_argument(*spellings, dest=underscores, **options)
+
+
 def add_parameter_flags(parser: argparse.ArgumentParser, schema: Schema, title: str) -> None:
-    parser.add_argument("--config", help="JSON file of parameters; the flags below override it")
+    add_flag(parser, "config", help="JSON file of parameters; the flags below override it")
     group = parser.add_argument_group(title)
     for option in schema:
-        group.add_argument(f"--{option.name}", metavar="VALUE",
-                           help=f"{option.help} (default {option.format(option.default) or 'empty'})")
+        add_flag(group, option.name, metavar="VALUE", help=f"{option.help} (default {option.format(option.default) or 'empty'})")
 
 
 def parsed_config(args: argparse.Namespace, schema: Schema):

@@ -56,7 +56,7 @@ def atomic_write_text(text: str, path: str) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
-    with open(path, "rb") as handle:  # streamed: a 350 MB model is not held twice
+    with open(path, "rb") as handle:  # streamed: a model's file is not held twice
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 

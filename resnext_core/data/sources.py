@@ -4,15 +4,15 @@ Threads, not processes: decoders and torch release the GIL, and a process holdin
 threads (Ikomia's, STUDIO's) cannot be forked safely (a forked worker hung in OpenCV's video decoding).
 
 A unit is what one worker takes whole: an image file, or a run of consecutive frames of a video (VIDEO_CHUNK at
-most: a long video is spread over the workers and the processes). A file that cannot be read becomes a sample
-with its error, never the end of the run.
+most: a long video is spread over the workers and the processes). Samples come out in the units' order, so a
+batch holds the same images whatever the threads' timing. A file that cannot be read becomes a sample with its
+error, never the end of the run.
 """
 from __future__ import annotations
 
-import contextlib
+import collections
 import glob
 import os
-import queue
 import threading
 from dataclasses import dataclass, field
 
@@ -20,10 +20,13 @@ import torch
 
 from ..common.errors import ConfigError, ImageError
 from ..common.preprocess import Preprocessing
+from ..common.world import SINGLE, World, cores_per_process
 from .decode import PixelsNeeded, find_images, is_image_file, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 VIDEO_CHUNK = 256  # frames a worker decodes in one go (one seek)
+BATCH_SIZE = 32  # the bulk commands' images per forward
+MAX_AUTO_WORKERS = 8
 LIST_SUFFIX = ".txt"  # a source ending so is a list of paths, one a line
 
 
@@ -33,6 +36,14 @@ def is_video_file(path: str) -> bool:
 
 def _is_media(path: str) -> bool:
     return is_image_file(path) or is_video_file(path)
+
+
+def auto_workers(device: torch.device, world: World = SINGLE) -> int:
+    """Decoding threads: on the CPU one more than this process's share of the cores (threads ahead of the model
+    wait once 4 batches are decoded, so spare ones cost nothing where the model is slow, and keep a fast one fed:
+    docs/performance.md, "Users' data"), on CUDA the share less one, up to MAX_AUTO_WORKERS."""
+    cores = cores_per_process(world)
+    return max(1, min(MAX_AUTO_WORKERS, cores + 1 if device.type == "cpu" else cores - 1))
 
 
 def expand_sources(sources: list) -> list:
@@ -175,55 +186,93 @@ def collate(samples: list) -> Samples:
     return Samples([key for key, _, _ in samples], [error for _, _, error in samples], images)
 
 
-_DONE = object()  # a worker thread's last item: it has no unit left
-
-
 def batches(units: list, preprocessing: Preprocessing, batch_size: int, workers: int):
-    """Samples of `units` in batches of up to batch_size, decoded by `workers` background threads (0: in this
-    one). A unit's items come in order; the units of different threads interleave."""
-    if not workers:
+    """Samples of `units` in batches of up to batch_size, in the units' order whatever the number of threads and
+    their timing (a batch's images, hence the engine's rounding, are the same at every run), decoded by `workers`
+    background threads (0: in this one) at most 4 batches ahead."""
+    if workers:
+        samples = InOrderDecoding(units, preprocessing, workers, ahead=4 * batch_size).samples()
+    else:
         samples = (sample for unit in units for sample in _unit_samples(unit, preprocessing))
-        yield from _batched(samples, batch_size)
-        return
-    pending, results, stop = queue.Queue(), queue.Queue(maxsize=4 * batch_size), threading.Event()
-    for unit in units:
-        pending.put(unit)
+    yield from _batched(samples, batch_size)
 
-    def work():
+
+class InOrderDecoding:
+    """Units decoded by background threads, their samples handed over in the units' order.
+
+    Threads take units in order. A thread's samples of a unit ahead of the one being handed over wait in memory,
+    `ahead` samples at most over all units; the thread producing the unit being handed over never waits, and it
+    was taken before any later one, so the hand-over always progresses.
+    """
+
+    def __init__(self, units: list, preprocessing: Preprocessing, workers: int, ahead: int):
+        self.units, self.preprocessing, self.workers, self.ahead = units, preprocessing, workers, ahead
+        self.changed = threading.Condition()
+        self.taken = 0  # units taken by threads
+        self.head = 0  # the unit being handed over
+        self.waiting = {}  # unit index -> deque of its samples decoded and not handed over
+        self.finished = set()  # units whose every sample is decoded (or that failed: a BaseException waits)
+        self.buffered = 0
+        self.stop = False
+
+    def samples(self):
+        threads = [threading.Thread(target=self._work, daemon=True, name=f"resnext-decode-{i}") for i in range(self.workers)]
+        for thread in threads:
+            thread.start()
         try:
-            while not stop.is_set():
-                try:
-                    unit = pending.get_nowait()
-                except queue.Empty:
-                    break
-                for sample in _unit_samples(unit, preprocessing):
-                    results.put(sample)
-        except BaseException as exc:  # re-raised in the consumer's thread
-            results.put(exc)
-        results.put(_DONE)
+            for index in range(len(self.units)):
+                yield from self._hand_over(index)
+        finally:
+            with self.changed:
+                self.stop = True
+                self.changed.notify_all()
+            for thread in threads:
+                thread.join()
 
-    threads = [threading.Thread(target=work, daemon=True, name=f"resnext-decode-{i}") for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield from _batched(_until_done(results, len(threads)), batch_size)
-    finally:
-        stop.set()
-        while any(thread.is_alive() for thread in threads):  # a thread blocked on a full queue: unblock it
-            with contextlib.suppress(queue.Empty):
-                results.get(timeout=0.05)
+    def _hand_over(self, index: int):
+        while True:
+            with self.changed:
+                self.changed.wait_for(lambda: self.waiting.get(index) or index in self.finished)
+                if not self.waiting.get(index):  # finished, nothing left
+                    self.waiting.pop(index, None)
+                    self.head = index + 1
+                    self.changed.notify_all()
+                    return
+                sample = self.waiting[index].popleft()
+                self.buffered -= 1
+                self.changed.notify_all()
+            if isinstance(sample, BaseException):  # re-raised in the consumer's thread
+                raise sample
+            yield sample
 
+    def _work(self) -> None:
+        while True:
+            with self.changed:
+                if self.stop or self.taken == len(self.units):
+                    return
+                index = self.taken
+                self.taken += 1
+            try:
+                for sample in _unit_samples(self.units[index], self.preprocessing):
+                    if not self._keep(index, sample):
+                        return
+            except BaseException as exc:
+                self._keep(index, exc)
+            with self.changed:
+                self.finished.add(index)
+                self.changed.notify_all()
 
-def _until_done(results: queue.Queue, workers: int):
-    done = 0
-    while done < workers:
-        item = results.get()
-        if item is _DONE:
-            done += 1
-        elif isinstance(item, BaseException):
-            raise item
-        else:
-            yield item
+    def _keep(self, index: int, sample) -> bool:
+        """Holds `sample` for the hand-over once there is room (or at once for the unit being handed over);
+        False when the hand-over has stopped."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.stop or index == self.head or self.buffered < self.ahead)
+            if self.stop:
+                return False
+            self.waiting.setdefault(index, collections.deque()).append(sample)
+            self.buffered += 1
+            self.changed.notify_all()
+            return True
 
 
 def _batched(samples, batch_size: int):

@@ -17,10 +17,8 @@ from ..common.world import SINGLE, World, cores_per_process
 from .classifier import Classifier, load_classifier
 from .config import InferConfig
 from .results_file import ResultsFile, row
-from ..data.sources import Unit, batches, expand_sources, units_of
+from ..data.sources import BATCH_SIZE, Unit, auto_workers, batches, expand_sources, units_of
 
-BATCH_SIZE = 32
-MAX_AUTO_WORKERS = 8
 # A rank done with its shard waits this long at most for the others before the merge (a slow GPU, a big shard).
 MERGE_TIMEOUT = datetime.timedelta(hours=24)
 
@@ -37,13 +35,6 @@ class BulkResult:
     @property
     def images_per_second(self) -> float:
         return (self.classified + self.errors) / max(self.seconds, 1e-9)
-
-
-def auto_workers(device: torch.device, world: World = SINGLE) -> int:
-    """Decoding threads: on the CPU one for every two cores of this process's share (the model needs the rest:
-    docs/performance.md), on CUDA the share less one, up to MAX_AUTO_WORKERS."""
-    cores = cores_per_process(world)
-    return max(1, min(MAX_AUTO_WORKERS, cores // 2 if device.type == "cpu" else cores - 1))
 
 
 def rank_config(config: InferConfig, world: World) -> InferConfig:

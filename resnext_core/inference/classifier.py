@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..common.anatomy import fold_batch_norms
 from ..common.checkpoint import check_class_count, load_checkpoint, read_class_file
 from ..common.errors import ConfigError, ResNeXtError
 from ..common.files import file_identity, file_sha256
-from ..common.models import DEFAULT_MODEL, load_pretrained_state_dict, model_with_weights, resolve_model_name, resolve_weights
+from ..common.models import DEFAULT_MODEL, load_pretrained_state_dict, model_with_weights, resolve_weights
 from ..common.preprocess import Preprocessing
 from ..common.runtime import (
     autocast,
@@ -29,15 +30,15 @@ from ..common.temperature import is_valid_temperature
 from .config import InferConfig
 from .engines import resolve_engine
 from .explain import Explainer
-from .int8 import calibration_batch, read_calibration
+from .int8 import quantization_batch, read_quantization_sample
 from .model_cache import MODEL_CACHE
 from .onnxruntime_engine import onnxruntime_runner
 from .openvino_engine import inference_precision_for, openvino_runner
 
 MAX_BATCH = 64  # regions per forward: bounds memory on images with hundreds of regions
-# On CUDA, half precision only pays from some batch size: an H100 ran resnext50 at batch 1 in
-# 3.3 ms fp32 vs 7.0 ms bf16 (autocast's casts dominate), at batch 256 in 42 vs 24 ms. "auto" runs
-# smaller batches in fp32. The crossover was not measured; 8 keeps single images and few regions exact.
+# On CUDA, half precision only pays from some batch size (at batch 1 autocast's casts cost more than they save:
+# docs/performance.md, the GPU check): "auto" runs smaller batches in fp32. The crossover was not measured; 8
+# keeps single images and few regions exact.
 CUDA_HALF_MIN_BATCH = 8
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,26 @@ class Classifier:
         chunks = [self.probabilities(self.preprocessing.batch(images[i : i + step])) for i in range(0, len(images), step)]
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
-    def probabilities(self, batch: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities of a preprocessed batch (N x 3 x S x S, self.preprocessing's), at the classifier's
-        temperature unless another is given (1: the raw softmax)."""
+        temperature."""
+        probabilities = (self._logits(batch) / self.temperature).softmax(dim=1)
+        return probabilities.view(2, len(batch), -1).mean(0) if self.config.tta else probabilities
+
+    def log_probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Log of the raw softmax (temperature 1) of a preprocessed batch: logits up to a constant per row, what
+        common/scoring.py scores (with tta, of the softmax averaged over each image and its mirror)."""
+        log_probabilities = self._logits(batch).log_softmax(dim=1)
+        if not self.config.tta:
+            return log_probabilities
+        return log_probabilities.view(2, len(batch), -1).logsumexp(0) - math.log(2)
+
+    def _logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The engine's logits, float32 on the CPU; with tta, the images' then their mirrors' (2N rows)."""
         disable_openmp_dynamic_threads()
-        count = len(batch)
         if self.config.tta:  # one forward over the images and their mirrors
             batch = torch.cat([batch, batch.flip(-1)])
-        logits = self.runner(batch, self.dtype_for(len(batch))).float().cpu()
-        probabilities = (logits / (self.temperature if temperature is None else temperature)).softmax(dim=1)
-        return probabilities.view(2, count, -1).mean(0) if self.config.tta else probabilities
+        return self.runner(batch, self.dtype_for(len(batch))).float().cpu()
 
     def dtype_for(self, batch_size: int) -> torch.dtype:
         if choice_key(self.config.precision) == "auto" and self.device.type == "cuda" and batch_size < CUDA_HALF_MIN_BATCH:
@@ -119,23 +130,6 @@ class Classifier:
         """[(name, confidence), ...] best first, for one row of probabilities."""
         values, indices = probabilities.topk(min(k, probabilities.numel()))
         return [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
-
-
-def fold_batch_norms(model: nn.Module) -> nn.Module:
-    """Each eval-mode BatchNorm folded into the convolution before it (ResNet naming: bnN after convN,
-    downsample[1] after downsample[0]): the same function in fp32 up to rounding (~1e-6), one pass
-    less over every activation; measured 2% faster at batch 1, 19% at batch 16 on 2 CPU cores."""
-    for module in model.modules():
-        for name, child in list(module.named_children()):
-            if not isinstance(child, nn.BatchNorm2d):
-                continue
-            conv_name = str(int(name) - 1) if name.isdigit() else "conv" + name[2:]
-            conv = getattr(module, conv_name, None)
-            if not isinstance(conv, nn.Conv2d):
-                raise ValueError(f"no convolution before BatchNorm '{name}' in {type(module).__name__}")
-            setattr(module, conv_name, fuse_conv_bn_eval(conv, child))
-            setattr(module, name, nn.Identity())
-    return model
 
 
 @dataclass
@@ -177,14 +171,14 @@ def _source(config: InferConfig) -> ModelSource:
                        lambda: fold_batch_norms(model_with_weights(model_name, load_pretrained_state_dict(entry)).eval()))
 
 
-def _engine_runner(source: ModelSource, request: ModelRequest, calibration):
-    """The CPU engine's runner in the request's precision (int8 where `calibration` is given), or None where the
+def _engine_runner(source: ModelSource, request: ModelRequest, quantization_sample):
+    """The CPU engine's runner in the request's precision (int8 where `quantization_sample` is given), or None where the
     engine was auto's choice and failed on a float precision (torch then runs it)."""
     engine_name, preprocessing = request.config.engine, source.preprocessing.at_size(request.config.input_size)
     try:
         if engine_name == "onnxruntime":
             return onnxruntime_runner(source.identity, preprocessing.crop_size, source.build)
-        batch = None if calibration is None else calibration_batch(calibration, preprocessing)
+        batch = None if quantization_sample is None else quantization_batch(quantization_sample, preprocessing)
         return openvino_runner(source.identity, preprocessing.crop_size, source.build, batch,
                                inference_precision=inference_precision_for(request.dtype))
     except ResNeXtError:
@@ -193,9 +187,9 @@ def _engine_runner(source: ModelSource, request: ModelRequest, calibration):
         raise ConfigError(f"engine '{engine_name}' needs a package that is not installed ({exc}): "
                           "pip install -r requirements.txt, or use engine torch") from None
     except Exception as exc:  # export and the engines raise many types; the model itself is fine
-        if not request.engine_was_auto or calibration is not None:
+        if not request.engine_was_auto or quantization_sample is not None:
             raise ConfigError(f"engine '{engine_name}' could not run {source.description}: {exc}; "
-                              "use engine torch" + (" (precision fp32)" if calibration is not None else "")) from exc
+                              "use engine torch" + (" (precision fp32)" if quantization_sample is not None else "")) from exc
         log.warning("%s could not run %s (%s): using torch", engine_name, source.description, exc)
         return None
 
@@ -231,21 +225,19 @@ def model_request(config: InferConfig) -> ModelRequest:
     """`config`'s model, validated before anything is loaded: aliases and DEFAULT resolved, device, precision and
     engine as chosen for this machine, and the fields that cannot change this model blanked, so that configs
     naming the same model share its cache entry."""
-    config.validate()
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
     engine = resolve_engine(config.engine, device, dtype)
-    model_name = resolve_model_name(config.model_name)
     from_file = bool(config.model_weight_file)  # a weight file names its architecture and weights itself
     canonical = dataclasses.replace(
         config, device=str(device), precision=dtype_name(dtype), engine=engine,
-        model_name="" if from_file else model_name,
+        model_name=DEFAULT_MODEL if from_file else config.model_name,
         # DEFAULT and the weights it stands for are one model.
-        weights="" if from_file else resolve_weights(model_name, config.weights).name,
+        weights="DEFAULT" if from_file else resolve_weights(config.model_name, config.weights).name,
         # torch runs any input size; an exported graph has a fixed one.
         input_size=None if engine == "torch" else config.input_size,
-        # A quantized model is specific to its calibration images (a run's sample: its weights').
-        calibration_folder=config.calibration_folder if dtype == torch.int8 else "",
+        # A quantized model is specific to its quantization images (a run's sample: its weights').
+        quantization_folder=config.quantization_folder if dtype == torch.int8 else "",
     )
     return ModelRequest(canonical, device, dtype, choice_key(config.engine) == "auto")
 
@@ -255,7 +247,7 @@ def load_classifier(config: InferConfig | None = None, **fields) -> Classifier:
 
     ImageNet weights (model_name + weights) or a trained file (model_weight_file [+ class_file]); a weight file
     decides the architecture itself, model_name is then only validated. precision int8 quantizes the model with
-    NNCF on calibration_folder's images, or on a trained checkpoint's run sample (int8.py), and runs it on
+    NNCF on quantization_folder's images, or on a trained checkpoint's run sample (int8.py), and runs it on
     OpenVINO. engine auto runs the CPU's precisions with the first of engines.CPU_ENGINES installed that runs
     them (fp32 everywhere, bf16 where the CPU computes it natively), everything else with torch.
     calibrated_confidence divides the logits by the checkpoint's fitted temperature, or by `temperature` where
@@ -269,10 +261,10 @@ def load_classifier(config: InferConfig | None = None, **fields) -> Classifier:
 
 def _load(request: ModelRequest) -> LoadedModel:
     config = request.config
-    # Calibration images are read first: a bad calibration_folder fails before the slow load.
-    calibration = read_calibration(config.calibration_folder, config.model_weight_file) if request.dtype == torch.int8 else None
+    # The quantization sample is read first: a bad quantization_folder fails before the slow load.
+    quantization_sample = read_quantization_sample(config.quantization_folder, config.model_weight_file) if request.dtype == torch.int8 else None
     source = _source(config)
-    runner = None if config.engine == "torch" else _engine_runner(source, request, calibration)
+    runner = None if config.engine == "torch" else _engine_runner(source, request, quantization_sample)
     if runner is None:
         runner = TorchRunner(source.build().to(request.device, memory_format=torch.channels_last), request.device)
     # The explainer reads the weights again if it is ever used: holding `source` (a checkpoint's state dict)

@@ -21,7 +21,7 @@ from .explain import EXPLAIN_METHODS, NO_EXPLANATION
 DATASETS = ("ImageNet", "Custom")
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferConfig:
     model_name: str = option(
         DEFAULT_MODEL, "Model", "ResNeXt variant; aliases resnext50, resnext101 (= 32x8d). A weight file decides it itself.",
@@ -44,8 +44,8 @@ class InferConfig:
         kind=SIZE, low=MIN_INPUT_SIZE, high=MAX_INPUT_SIZE, group=ADVANCED, defines_model=True)
     device: str = device_option(group=ADVANCED, defines_model=True)
     precision: str = option(
-        "auto", "Precision", "auto: bf16 where the hardware runs it natively, else fp32; int8: CPU (OpenVINO), calibrated on "
-        "calibration images.",
+        "auto", "Precision", "auto: bf16 where the hardware runs it natively, else fp32; int8: CPU (OpenVINO), quantized "
+        "with a sample of images (quantization_folder).",
         choices=PRECISIONS, group=ADVANCED, defines_model=True)
     engine: str = option(
         "auto", "Engine", "auto: OpenVINO on the CPU (converted once, cached on disk), torch elsewhere; "
@@ -60,19 +60,21 @@ class InferConfig:
     tta: bool = option(
         False, "Test-time augmentation", "Average over the image and its mirror: twice the compute; wrong where "
         "mirroring changes the class (digits, text).", group=ADVANCED)
-    calibration_folder: str = option(
-        "", "int8 calibration images", "Images like those to classify; used by precision int8 only. Not needed for "
-        "a checkpoint of a training run: it uses the run's calibration_sample.npy.", kind=FOLDER, group=ADVANCED,
+    quantization_folder: str = option(
+        "", "int8 quantization images", "Images like those to classify; used by precision int8 only. Not needed for "
+        "a checkpoint of a training run: it uses the run's quantization_sample.npy.", kind=FOLDER, group=ADVANCED,
         defines_model=True)
     dataset: str = option(
         "ImageNet", "Trained on", "The public plugin's switch: Custom requires a weight file.", choices=DATASETS, group=ADVANCED)
 
-    def validate(self) -> None:
-        """What no single field's parsing can see (a config built in code skips the parsing: names checked here)."""
-        resolve_model_name(self.model_name)
+    def __post_init__(self) -> None:
+        """Checked once, as the config is made (a config built in code skips the parsing: names checked here);
+        read-only after."""
+        object.__setattr__(self, "model_name", resolve_model_name(self.model_name))
         if self.dataset == "Custom" and not self.model_weight_file:
             raise ConfigError("dataset is 'Custom' but no model_weight_file was given")
 
 
 # model_path: the public plugin's name of model_weight_file.
-INFER_SCHEMA = Schema(InferConfig, legacy=[alias("model_path", "model_weight_file")])
+INFER_SCHEMA = Schema(InferConfig, legacy=[alias("model_path", "model_weight_file"),
+                                            alias("calibration_folder", "quantization_folder")])

@@ -1,7 +1,7 @@
 """The CPU engines' on-disk cache: each model exported (and converted, quantized) once, reused by every process.
 
 An entry is named by the SHA-256 of its facts: what decides its files (the weights: the ImageNet file's
-name or the SHA-256 of a user's checkpoint; the input size; the engine; for int8 the calibration data's
+name or the SHA-256 of a user's checkpoint; the input size; the engine; for int8 the quantization sample's
 hash; the versions of the libraries that wrote it; CACHE_FORMAT). It is its files, `<key><suffix>`, and
 a record `<key>.json` holding the facts and each file's SHA-256. The files are written into a temporary
 folder and moved in, the record last: a reader never trusts files without their record. An entry whose
@@ -26,8 +26,8 @@ import torch
 from ..common.files import atomic_write_text, file_sha256
 
 CACHE_FORMAT = 2  # bump when an entry's files change (2: records hash several files; OpenVINO entries)
-# Entries kept, the least recently used removed first: an fp32 entry is ~100-350 MB, an int8 one a
-# quarter of that, and every training run makes new weights.
+# Entries kept, the least recently used removed first: an entry holds a whole model (int8 a quarter of fp32's
+# bytes), and every training run makes new weights.
 CACHE_ENTRIES = max(1, int(os.environ.get("RESNEXT_ONNX_CACHE_ENTRIES", "8")))
 RECORD = ".json"
 

@@ -1,24 +1,26 @@
-"""A classifier (an InferConfig: ImageNet weights or a checkpoint) scored on a labelled folder, with the trainer's
-own metric code (reports/evaluation_folder.py). The folder's classes are matched to the model's by name; images of a
-class the model does not know are counted apart, unreadable files listed."""
+"""A classifier (an InferConfig: ImageNet weights or a checkpoint) scored on a labelled set (a folder or a label
+file) by the one scorer (common/scoring.py), the report written as reports/evaluation_folder.py writes it. The
+set's classes are matched to the model's by name; images of a class the model does not know are counted apart,
+unreadable files listed. The evaluate command and a training run's test_folder both score here."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from ..common.errors import DatasetError
+from ..common.scoring import score
 from ..data.datasets import labelled_set
-from ..data.sources import Unit, batches
-from ..reports.evaluation_folder import evaluation_report, scored_items, write_evaluation
-from .bulk import BATCH_SIZE, auto_workers
+from ..data.sources import BATCH_SIZE, Unit, auto_workers, batches
+from ..reports.evaluation_folder import scored_items, write_evaluation
 from .classifier import load_classifier
 from .config import InferConfig
 
 
 def evaluate_folder(config: InferConfig, folder: str, output: str, batch_size: int = BATCH_SIZE,
                     workers: int | None = None) -> dict:
-    """The report (reports.evaluation_folder.evaluation_report, plus the unknown classes and unreadable files) of the
-    classifier `config` names on `folder` (<class>/ or val/<class>/), written into the folder `output`."""
+    """score()'s report, plus the unknown classes and unreadable files, of the classifier `config` names on `folder`
+    (<class>/ or val/<class>/ folders, or a label file), at the classifier's temperature over the classes the set
+    holds; written into the folder `output`."""
     test = labelled_set(folder)
     classifier = load_classifier(config)
     scored, unknown = scored_items(test, classifier.class_names)
@@ -26,8 +28,7 @@ def evaluate_folder(config: InferConfig, folder: str, output: str, batch_size: i
     workers = auto_workers(classifier.device) if workers is None else workers
     items, rows, unreadable = [], [], list(test.skipped)
     for samples in batches([Unit(path) for path in truth], classifier.preprocessing, batch_size, workers):
-        log_probabilities = classifier.probabilities(samples.images, temperature=1.0).clamp_min(1e-30).log()
-        read = iter(log_probabilities)
+        read = iter(classifier.log_probabilities(samples.images) if len(samples.images) else [])
         for (path, _), error in zip(samples.keys, samples.errors):
             if error is None:
                 items.append((path, truth[path]))
@@ -38,7 +39,8 @@ def evaluate_folder(config: InferConfig, folder: str, output: str, batch_size: i
         raise DatasetError(f"No readable image of {test.source} is of a class the model knows: its classes are "
                            f"{', '.join(test.class_names)}; the model's {', '.join(classifier.class_names[:10])}"
                            + (", ..." if len(classifier.class_names) > 10 else ""))
-    logits = torch.stack(rows).numpy().astype(np.float64)
-    report = evaluation_report(logits, [label for _, label in items], classifier.class_names, classifier.temperature)
-    write_evaluation(output, report, items, logits, classifier.class_names, unknown, unreadable)
+    log_probabilities = torch.stack(rows).numpy().astype(np.float64)
+    labels = [label for _, label in items]
+    report = score(log_probabilities, labels, classifier.class_names, classifier.temperature, evaluated=sorted(set(labels)))
+    write_evaluation(output, report, items, log_probabilities, classifier.class_names, unknown, unreadable)
     return {**report, "unknown_classes": unknown, "unreadable": unreadable, "folder": test.source}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..common.anatomy import last_block
 from ..common.errors import ConfigError
 from ..common.preprocess import to_display_rgb
 from ..common.runtime import disable_openmp_dynamic_threads
@@ -62,7 +63,7 @@ class Explainer:
             # channels_last, as the torch runner: its convolutions are the faster ones on CPUs and GPUs.
             model = self._build_model().float().eval().to(self.device, memory_format=torch.channels_last)
             model.requires_grad_(False)
-            model.layer4[-1].requires_grad_(True)
+            last_block(model).requires_grad_(True)
             self._model = model
         return self._model
 
@@ -74,7 +75,7 @@ class Explainer:
         disable_openmp_dynamic_threads()
         with self._lock, torch.enable_grad():
             model = self._prepared_model()
-            cam = getattr(pytorch_grad_cam, CAM_METHODS[method])(model=model, target_layers=[model.layer4[-1]])
+            cam = getattr(pytorch_grad_cam, CAM_METHODS[method])(model=model, target_layers=[last_block(model)])
             try:
                 batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
                 chunks = [cam(input_tensor=batch[i : i + CAM_BATCH],

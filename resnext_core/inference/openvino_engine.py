@@ -80,22 +80,22 @@ class OpenVinoRunner:
         return np.concatenate(outputs)
 
 
-def openvino_facts(weights_identity: str, input_size: int, calibration: np.ndarray | None) -> dict:
-    """The ONNX file's facts, OpenVINO's version and, for int8, NNCF's and the calibration data's hash."""
+def openvino_facts(weights_identity: str, input_size: int, quantization_sample: np.ndarray | None) -> dict:
+    """The ONNX file's facts, OpenVINO's version and, for int8, NNCF's and the quantization sample's hash."""
     import openvino
 
     facts = {**onnx_facts(weights_identity, input_size), "engine": "openvino", "openvino": openvino.__version__}
-    if calibration is not None:
+    if quantization_sample is not None:
         import nncf
 
         facts.update(precision="int8", nncf=nncf.__version__,
-                     calibration=hashlib.sha256(np.ascontiguousarray(calibration, np.float32).tobytes()).hexdigest())
+                     quantization_sample=hashlib.sha256(np.ascontiguousarray(quantization_sample, np.float32).tobytes()).hexdigest())
     return facts
 
 
-def openvino_runner(weights_identity: str, input_size: int, build_model, calibration: np.ndarray | None = None,
+def openvino_runner(weights_identity: str, input_size: int, build_model, quantization_sample: np.ndarray | None = None,
                     cache: EngineCache = ENGINE_CACHE, inference_precision: str = "f32") -> OpenVinoRunner:
-    """fp32 (or bf16: `inference_precision`), or int8 when `calibration` (N x 3 x S x S preprocessed images) is
+    """fp32 (or bf16: `inference_precision`), or int8 when `quantization_sample` (N x 3 x S x S preprocessed images) is
     given; built on a miss from the cached ONNX file (exported first where missing: build_model() is called
     only then). fp32 and bf16 share one cache entry: the precision is chosen when the model is compiled."""
 
@@ -103,12 +103,12 @@ def openvino_runner(weights_identity: str, input_size: int, build_model, calibra
         import openvino
 
         model = _core().read_model(onnx_file(weights_identity, input_size, build_model, cache))
-        if calibration is not None:
+        if quantization_sample is not None:
             from .int8 import quantize_int8
 
-            model = quantize_int8(model, calibration)
+            model = quantize_int8(model, quantization_sample)
         # compress_to_fp16 (on by default) would round the fp32 weights: no 1e-4 agreement with torch then.
         openvino.save_model(model, paths[XML], compress_to_fp16=False)
 
-    facts = openvino_facts(weights_identity, input_size, calibration)
+    facts = openvino_facts(weights_identity, input_size, quantization_sample)
     return cache.entry(facts, (XML, BIN), write, lambda paths: OpenVinoRunner(_core().read_model(paths[XML]), inference_precision))

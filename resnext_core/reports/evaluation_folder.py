@@ -1,6 +1,7 @@
-"""A model scored on a labelled test set: the metrics the trainer reports on its validation images (metrics.py,
-temperature.py) and the same pictures (plots.py), into one folder. The evaluate command (a classifier on any
-labelled folder) and the trainer's test_folder (its best checkpoint, after training) both end here."""
+"""What a model scored on a labelled test set leaves in a folder: common/scoring.py's report (the metrics the
+trainer reports on its validation images) as evaluation.json, one row an image, and the trainer's pictures. The
+evaluate command and a training run's test_folder (its best checkpoint, scored as the evaluate command scores
+it) both write it."""
 from __future__ import annotations
 
 import csv
@@ -10,14 +11,11 @@ import os
 import numpy as np
 
 from ..common.files import atomic_path, atomic_write_text
-from ..common.metrics import classification_metrics, worst_predictions
-from ..common.temperature import (expected_calibration_error, log_softmax, negative_log_likelihood, reliability_bins,
-                                  temperature_metrics)
+from ..common.temperature import log_softmax
 from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_worst_predictions
 
 REPORT = "evaluation.json"
 PREDICTIONS = "predictions.csv"
-WORST_SHOWN = 12
 
 
 def scored_items(test, model_classes: list) -> tuple:
@@ -34,38 +32,14 @@ def scored_items(test, model_classes: list) -> tuple:
     return items, unknown
 
 
-def evaluation_report(log_probabilities, labels, class_names: list, temperature: float) -> dict:
-    """Metrics of N x C log-probabilities (softmax at temperature 1, or any logits) against true labels, over the
-    classes the labels hold: top-1, top-5, per-class precision/recall/F1, confusion matrix; the expected
-    calibration error and NLL of the raw softmax and at `temperature` (the model's fitted one); and the
-    temperature this set itself would fit (what the checkpoint's should be near if validation was like it)."""
-    logits = np.asarray(log_probabilities, dtype=np.float64)
-    labels = np.asarray(labels)
-    evaluated = sorted(set(labels.tolist()))
-    calibrated = np.exp(log_softmax(logits, temperature))
-    raw = np.exp(log_softmax(logits))
-    return {
-        **classification_metrics(labels, logits, class_names, evaluated=evaluated),
-        "images": int(len(labels)),
-        "temperature": float(temperature),
-        "ece": expected_calibration_error(raw, labels),
-        "ece_calibrated": expected_calibration_error(calibrated, labels),
-        "nll": negative_log_likelihood(logits, labels),
-        "nll_calibrated": negative_log_likelihood(logits, labels, temperature),
-        "temperature_fitted_on_this_set": temperature_metrics(logits, labels)["temperature"],
-        "reliability": {"raw": reliability_bins(raw, labels), "calibrated": reliability_bins(calibrated, labels)},
-    }
-
-
-def write_evaluation(folder: str, report: dict, items: list, log_probabilities, class_names: list,
-                     unknown: dict, unreadable: list) -> str:
-    """evaluation.json (the report, the unknown classes' image counts, the unreadable files), predictions.csv (one
-    row an image), confusion_matrix.png, worst_predictions.png and reliability_diagram.png into `folder`.
-    items: [(path, label index)] in the order of the rows of log_probabilities. Returns the report's path."""
+def write_evaluation(folder: str, report: dict, items, logits, class_names: list, unknown: dict, unreadable: list) -> str:
+    """evaluation.json (score()'s report, the unknown classes' image counts, the unreadable files), predictions.csv
+    (one row an image, its confidence at the report's temperature), confusion_matrix.png, worst_predictions.png
+    and reliability_diagram.png into `folder`. items: (path, label index) in the order of the rows of `logits`.
+    Returns the report's path."""
     os.makedirs(folder, exist_ok=True)
-    logits = np.asarray(log_probabilities, dtype=np.float64)
-    labels = np.asarray([label for _, label in items])
-    worst = worst_predictions(labels, logits, WORST_SHOWN)
+    logits = np.asarray(logits, dtype=np.float64)
+    worst = report["worst"]
     document = {**report, "unknown_classes": unknown, "unreadable": [{"path": p, "error": e} for p, e in unreadable],
                 "worst": [{**w, "path": items[w["index"]][0]} for w in worst]}
     _write_predictions(os.path.join(folder, PREDICTIONS), items, logits, class_names, report["temperature"])

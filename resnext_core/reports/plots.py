@@ -6,7 +6,7 @@ import numpy as np
 
 from ..common.files import atomic_path
 from ..common.preprocess import to_display_rgb
-from ..common.temperature import ECE_BINS, expected_calibration_error_of_bins
+from ..common.scoring import ECE_BINS, expected_calibration_error_of_bins
 from ..data.decode import read_image
 
 FIGURE_DPI = 100

@@ -10,7 +10,6 @@ from ..common.files import atomic_copy
 from ..common.preprocess import Preprocessing
 from .config import TRAIN_SCHEMA
 
-DEFAULTS = TRAIN_SCHEMA.defaults()  # {setting: stored string}, as train_params holds them
 
 # Settings a resumed run must share with its checkpoint: the optimizer state, its parameter groups, the set of
 # trainable parameters and the moving average only fit the run that wrote them, and a changed recipe would make
@@ -26,7 +25,7 @@ class CheckpointMetadata:
     model_name: str
     class_names: list
     preprocessing: Preprocessing
-    train_params: dict  # {setting: str(value)} of the run's TrainConfig
+    train_params: dict  # {setting: stored string} of the run's TrainConfig: TRAIN_SCHEMA.stored(config)
 
 
 @dataclass
@@ -46,6 +45,14 @@ class TrainingState:
     @property
     def epochs_done(self) -> int:
         return self.history[-1]["epoch"] if self.history else 0
+
+
+def stored_setting(train_params: dict, name: str):
+    """A checkpoint's setting as its typed value, compared like with like: what a run stored (the schema's stored
+    string, or str(value) in runs before it), its default where the run is older than the setting."""
+    option = TRAIN_SCHEMA[name]
+    text = train_params.get(name, option.format(option.default))
+    return option.parse("auto" if text == "None" else text)  # str(None) of older runs is the stored "auto"
 
 
 def _cpu(state_dict: dict) -> dict:
@@ -178,8 +185,7 @@ class CheckpointKeeper:
             raise CheckpointError(f"resume file {path} is a {data['model_name']}, model_name is {self.metadata.model_name}")
         saved = data.get("train_params", {})
         for name in MUST_MATCH_ON_RESUME:
-            # A run from before a parameter existed ran with its default.
-            wanted, had = self.metadata.train_params.get(name, DEFAULTS[name]), saved.get(name, DEFAULTS[name])
+            wanted, had = (stored_setting(params, name) for params in (self.metadata.train_params, saved))
             if had != wanted:
                 raise CheckpointError(
                     f"resume file {path} was trained with {name} '{had}', "

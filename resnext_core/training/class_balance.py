@@ -6,10 +6,9 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 # A class with fewer training images is warned about whatever class_balance is: balancing reweighs the images
-# there are, it adds none (7 images of a digit reached 57% held-out recall with balanced sampling: docs/performance.md).
+# there are, it adds none (docs/performance.md, "Class balance", measures a rare digit's recall).
 MIN_TRAIN_IMAGES = 20
-# Largest over smallest class from which class_balance is suggested: at 19:1, training without it missed
-# 97% of the rare digit in the same test.
+# Largest over smallest class from which class_balance is suggested (the same measurements).
 IMBALANCE_RATIO = 10
 SMALLEST_LOGGED = 3
 

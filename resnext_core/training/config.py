@@ -25,7 +25,7 @@ def weight_choices(values: dict) -> list:
     return offered_weights(values["model_name"]) + [NO_WEIGHTS_CHOICE]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     dataset_folder: str = option(
         "", "Dataset folder", "Folder with train/<class>/ and val/<class>/, or flat <class>/ folders; "
@@ -132,14 +132,13 @@ class TrainConfig:
         "training ends, as python -m resnext_core.evaluate scores it: the run folder's test/ gets evaluation.json and "
         "its pictures, MLflow the test metrics. Empty: none.", kind=FOLDER, group=ADVANCED)
 
-    def validate(self) -> None:
-        self.model_name = resolve_model_name(self.model_name)
+    def __post_init__(self) -> None:
+        """Checked once, as the config is made (parsed from the stored strings, or built in code); read-only after."""
+        object.__setattr__(self, "model_name", resolve_model_name(self.model_name))
         for name, choices in (("train_mode", TRAIN_MODES), ("optimizer", OPTIMIZERS), ("class_balance", CLASS_BALANCES),
                               ("augment", AUGMENTATIONS)):
             if getattr(self, name) not in choices:  # a config built in code skips the schema's parsing
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got '{getattr(self, name)}'")
-        if not self.output_folder:
-            raise ConfigError("output_folder is empty: say where the run folder goes")
         if self.pretrained:
             resolve_weights(self.model_name, self.weights)
         elif self.train_mode == "feature_extract":

@@ -234,7 +234,7 @@ class TrainingData:
         for entry in self.unreadable.add(met):
             self.log(f"skipped unreadable image {entry.where}: {entry.reason}")
 
-    def calibration_images(self) -> list:
+    def quantization_images(self) -> list:
         """Validation images spread over the classes (the list is in class order), those that can be read."""
         return self._readable(evenly_spread(self.split.val))
 

@@ -1,10 +1,7 @@
-"""Start N training processes on this machine with torch's elastic launcher (the API behind torchrun), and
-relay to the caller what a single-process Trainer gives it: the run folder, progress per batch, epochs,
-log lines, the result; and the caller's stop, which every rank obeys within one batch.
-
-Rank 0 connects back to the caller over a local socket (multiprocessing.connection, authenticated with a
-random key handed over in a file only this user can read). A process that dies ends the run with a
-WorkerError naming its rank, how it ended and its last lines; the checkpoints already written stay.
+"""A run on this process, or on N processes of this machine (and of others) started with torch's elastic launcher
+(the API behind torchrun): the launching. What rank 0 tells the caller on the way comes back through relay.py.
+A process that dies ends the run with a WorkerError naming its rank, how it ended and its last lines; the
+checkpoints already written stay. The way in is resnext_core.train.train(), which also scores the test folder.
 """
 from __future__ import annotations
 
@@ -13,27 +10,24 @@ import glob
 import json
 import logging
 import os
-import queue
 import shutil
 import socket
 import sys
 import tempfile
 import threading
 import time
-from multiprocessing.connection import Client, Listener
 
 from ..common.errors import WorkerError
 from ..common.runtime import resolve_device
 from .config import TRAIN_SCHEMA
 from .distributed import check_batch_size, check_sync_batchnorm, process_count
-from .trainer import BatchProgress, Callbacks, EpochResult, Trainer, TrainResult
+from .relay import RelayServer, relay_events
+from .trainer import Callbacks, Trainer, TrainResult
 
 # Run by each worker: the folder holding resnext_core goes first on its path, so the plugin's own copy runs.
 WORKER_BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from resnext_core.train import main; "
-                    "main(['--launch-file', sys.argv[2]])")
+                    "main(['--launch_file', sys.argv[2]])")
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# What rank 0 relays, by Callbacks field: how its payload is rebuilt on the caller's side.
-RELAYED = {"on_start": str, "on_batch": BatchProgress, "on_epoch": EpochResult, "log": str}
 LAST_LINES = 5  # of a failed worker's output, in the error
 
 
@@ -51,40 +45,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-# --- the caller's side ----------------------------------------------------------------------------
-class RelayServer:
-    """Receives rank 0's events on a background thread; sends it the stop."""
-
-    def __init__(self):
-        self.authkey = os.urandom(32)
-        self.listener = Listener(("127.0.0.1", 0), authkey=self.authkey)
-        self.events = queue.Queue()
-        self.connection = None
-        self.receiver = threading.Thread(target=self._receive, daemon=True, name="resnext-relay")
-        self.receiver.start()
-
-    @property
-    def address(self) -> tuple:
-        return self.listener.address
-
-    def _receive(self) -> None:
-        try:
-            self.connection = self.listener.accept()
-            while True:
-                self.events.put(self.connection.recv())
-        except (EOFError, OSError):  # rank 0 exited, or close() before it connected
-            pass
-
-    def send_stop(self) -> None:
-        if self.connection is not None:
-            self.connection.send(("stop",))
-
-    def close(self) -> None:
-        self.listener.close()
-        if self.connection is not None:
-            self.connection.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,11 +93,10 @@ def rendezvous_port(nodes: Nodes) -> int:
             time.sleep(1)
 
 
-def train(config, callbacks: Callbacks = Callbacks(), progress_bar: bool = False, echo_output: bool = False,
-          nodes: Nodes = ONE_NODE):
+def run_training(config, callbacks: Callbacks = Callbacks(), progress_bar: bool = False, echo_output: bool = False,
+                 nodes: Nodes = ONE_NODE) -> TrainResult | None:
     """A whole run of `config` (a TrainConfig): in this process, or on `config.processes` processes on each
     of `nodes`. Returns the TrainResult, or None on the nodes other than 0 (rank 0 holds the result)."""
-    config.validate()
     device = resolve_device(config.device)
     processes = process_count(config.processes, device, config.gpus)
     if processes == 1 and nodes.count == 1:
@@ -206,26 +165,6 @@ def launch_training(stored_config: dict, processes: int, callbacks: Callbacks, e
             relay.close()
 
 
-def relay_events(agent: threading.Thread, relay: RelayServer, callbacks: Callbacks, outcome: dict) -> None:
-    """Until the workers end: rank 0's calls to the caller's callbacks, in this thread; the caller's stop to
-    rank 0; the run's TrainResult into outcome["result"]."""
-    stop_sent = False
-    while agent.is_alive() or not relay.events.empty():
-        try:
-            kind, payload = relay.events.get(timeout=0.2)
-            if kind == "result":
-                outcome["result"] = TrainResult(**payload)
-            else:
-                getattr(callbacks, kind)(payload if RELAYED[kind] is str else RELAYED[kind](**payload))
-        except queue.Empty:
-            pass
-        if not stop_sent and callbacks.should_stop():
-            relay.send_stop()
-            stop_sent = True
-        if not agent.is_alive():
-            relay.receiver.join(timeout=5)  # what rank 0 sent before exiting
-
-
 def describe_failure(error, logs: str) -> str:
     """The first failed rank, how it ended and its last output lines."""
     rank, failure = error.get_first_failure()
@@ -245,32 +184,3 @@ def last_lines(logs: str, local_rank: int, count: int = LAST_LINES) -> list:
             with open(path, encoding="utf-8", errors="replace") as handle:
                 lines += [line.strip() for line in handle if line.strip() and "Warning" not in line]
     return lines[-count:]
-
-
-# --- a worker's side --------------------------------------------------------------------------------
-class RelayClient:
-    """Rank 0's end: sends its callbacks' calls; stop_requested() reads the caller's stop without waiting."""
-
-    def __init__(self, address: tuple, authkey: bytes):
-        self.connection = Client(tuple(address), authkey=authkey)
-        self.stopped = False
-
-    def send(self, kind: str, payload) -> None:
-        self.connection.send((kind, payload))
-
-    def callbacks(self, local_stop) -> Callbacks:
-        """Callbacks that hand every call on to the caller's (payloads as plain data); should_stop() is the
-        caller's stop or `local_stop()` (this process's signals)."""
-        def relayed(kind: str):
-            return lambda value: self.send(kind, value if RELAYED[kind] is str else dataclasses.asdict(value))
-
-        return Callbacks(**{kind: relayed(kind) for kind in RELAYED},
-                         should_stop=lambda: local_stop() or self.stop_requested())
-
-    def stop_requested(self) -> bool:
-        while not self.stopped and self.connection.poll():
-            self.stopped = self.connection.recv()[0] == "stop"
-        return self.stopped
-
-    def close(self) -> None:
-        self.connection.close()

@@ -18,17 +18,15 @@ import torch
 from torch import nn
 from torchvision.transforms import v2 as T
 
+from ..common.anatomy import is_classifier_parameter, replace_classifier
 from ..common.errors import ConfigError
-from ..common.metrics import classification_metrics, worst_predictions
 from ..common.models import build_model, load_pretrained_state_dict, resolve_weights
 from ..common.runtime import autocast
-from ..common.temperature import temperature_metrics
+from ..common.scoring import score
 from . import distributed
 from .class_balance import balanced_class_weights
 from .config import TrainConfig
 from ..common.world import SINGLE, World
-
-WORST_SHOWN = 12  # validation images in the worst-predictions gallery
 
 
 @dataclass
@@ -90,17 +88,17 @@ def build_classifier(config: TrainConfig, num_classes: int, device: torch.device
     if config.train_mode == "feature_extract":
         for parameter in model.parameters():
             parameter.requires_grad = False
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    replace_classifier(model, num_classes)
     return model.to(device, memory_format=torch.channels_last)
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """No weight decay on norms and biases; with backbone_lr_factor below 1, the pretrained layers at
-    learning_rate x that factor and the new classifier (fc) at learning_rate."""
+    learning_rate x that factor and the new classifier at learning_rate."""
     groups = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            head = config.backbone_lr_factor == 1.0 or name.startswith("fc.")
+            head = config.backbone_lr_factor == 1.0 or is_classifier_parameter(name)
             groups.setdefault((parameter.ndim <= 1, head), []).append(parameter)
     param_groups = [{"params": params, "weight_decay": 0.0 if no_decay else config.weight_decay,
                      "lr": config.learning_rate * (1.0 if head else config.backbone_lr_factor)}
@@ -256,9 +254,7 @@ def predict(model, loader, device, amp_dtype, num_classes: int) -> tuple:
 
 
 def validation_metrics(logits, labels, criterion, class_names) -> dict:
-    """val_loss plus classification_metrics() and temperature_metrics(), each key prefixed with val_, and
-    val_worst: the highest-loss samples (indices into the validation items)."""
+    """val_loss and score()'s report at the temperature fitted on these predictions (what the checkpoint stores),
+    each key prefixed with val_ (val_worst: indices into the scored rows)."""
     val_loss = criterion(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-    metrics = {**classification_metrics(labels, logits, class_names), **temperature_metrics(logits, labels)}
-    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()},
-            "val_worst": worst_predictions(labels, logits, WORST_SHOWN)}
+    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in score(logits, labels, class_names).items()}}

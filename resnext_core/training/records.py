@@ -14,7 +14,7 @@ from ..common.files import atomic_path, atomic_write_text
 from ..common.models import model_with_weights
 from ..common.onnx_export import INPUT_NAME, export_onnx_model, new_session
 from ..reports.plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves, plot_worst_predictions
-from ..common.run_folder import CALIBRATION_SAMPLE
+from ..common.run_folder import QUANTIZATION_SAMPLE
 from .checkpoint_keeper import scalars
 
 # The run folder's pictures, in the order the training plugin shows them as image outputs.
@@ -22,6 +22,7 @@ CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DI
     "confusion_matrix.png", "training_curves.png", "worst_predictions.png", "reliability_diagram.png")
 PICTURES = (CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG)
 CLASS_COUNTS_CSV = "class_counts.csv"
+CLASSES_TXT = "classes.txt"
 SKIPPED_FILES = "skipped_files.txt"
 BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix",
                     "val_temperature", "val_ece", "val_ece_calibrated", "val_nll", "val_nll_calibrated")
@@ -60,7 +61,7 @@ class RunRecorder:
     def write_dataset_files(self, train_counts: list, val_counts: list) -> None:
         """classes.txt (one name a line, in label order) and class_counts.csv (class, train, val: images of each
         class as listed, in label order)."""
-        atomic_write_text("\n".join(self.class_names) + "\n", self.path("classes.txt"))
+        atomic_write_text("\n".join(self.class_names) + "\n", self.path(CLASSES_TXT))
         self._write_csv(CLASS_COUNTS_CSV, ["class", "train", "val"], [
             {"class": name, "train": train, "val": val}
             for name, train, val in zip(self.class_names, train_counts, val_counts)
@@ -76,10 +77,10 @@ class RunRecorder:
         if lines:
             atomic_write_text("\n".join(lines) + "\n", self.path(SKIPPED_FILES))
 
-    def write_calibration_sample(self, batch: torch.Tensor) -> None:
-        """calibration_sample.npy: a batch of preprocessed images (N x 3 x S x S float32), what precision
-        int8 calibrates on for this run's checkpoints."""
-        with atomic_path(self.path(CALIBRATION_SAMPLE), ".npy") as tmp:
+    def write_quantization_sample(self, batch: torch.Tensor) -> None:
+        """quantization_sample.npy: a batch of preprocessed images (N x 3 x S x S float32), what precision
+        int8 quantizes with for this run's checkpoints."""
+        with atomic_path(self.path(QUANTIZATION_SAMPLE), ".npy") as tmp:
             np.save(tmp, batch.float().numpy())
 
     def _write_csv(self, filename: str, columns: list, rows: list) -> None:

@@ -8,29 +8,22 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..common.checkpoint import safe_load
 from ..common.errors import ConfigError, DatasetError
 from ..common.runtime import disable_openmp_dynamic_threads, resolve_device, resolve_precision
-from ..common.temperature import log_softmax
 from ..common.world import SINGLE, World
-from ..data.datasets import labelled_set
-from ..reports.evaluation_folder import evaluation_report, scored_items, write_evaluation
 from . import distributed
 from .checkpoint_keeper import CheckpointKeeper, CheckpointMetadata
-from .config import TrainConfig
+from .config import TRAIN_SCHEMA, TrainConfig
 from .data import UNREAD, TrainingData
 from .loop import EpochStats, TrainingSetup, build_setup, combine_ranks, predict, train_one_epoch, validation_metrics
 from .records import RunRecorder
-
-
-TEST_FOLDER = "test"  # the run folder's sub-folder for test_folder's report
 
 
 def _never() -> bool:
@@ -70,7 +63,7 @@ class TrainResult:
     best: dict
     history: list = field(default_factory=list)
     skipped: int = 0  # files left out: not images by name, or found unreadable
-    test: dict = field(default_factory=dict)  # the test_folder's scalar metrics (reports/evaluation_folder.py), if any
+    test: dict = field(default_factory=dict)  # test_folder's scalar metrics, filled by resnext_core.train.train()
 
 
 @dataclass(frozen=True)
@@ -90,6 +83,8 @@ class Callbacks:
 
 
 def unique_run_folder(output_folder: str, run_name: str) -> str:
+    if not output_folder:
+        raise ConfigError("output_folder is empty: say where the run folder goes")
     try:
         os.makedirs(output_folder, exist_ok=True)
     except OSError as exc:
@@ -132,7 +127,6 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, callbacks: Callbacks = Callbacks(), progress_bar: bool = False,
                  world: World = SINGLE):
-        config.validate()
         self.config = config
         self.world = world
         self.callbacks = callbacks
@@ -140,7 +134,6 @@ class Trainer:
         self.device = distributed.start(world, resolve_device(config.device), config.gpus)
         self.amp_dtype = resolve_precision("auto", self.device) if config.amp else torch.float32
         self.data = TrainingData(config, self.device, world, callbacks.log)
-        self.test_set = labelled_set(config.test_folder) if config.test_folder else None  # checked before training
         self.run_folder = None  # set by run()
 
     def run(self) -> TrainResult:
@@ -157,8 +150,7 @@ class Trainer:
                             data.train_labels, world)
         if world.rank:  # other random crops than rank 0's; the weights are rank 0's (DDP broadcasts them)
             torch.manual_seed(config.seed + world.rank)
-        metadata = CheckpointMetadata(config.model_name, data.class_names, data.preprocessing,
-                                      {k: str(v) for k, v in asdict(config).items()})
+        metadata = CheckpointMetadata(config.model_name, data.class_names, data.preprocessing, TRAIN_SCHEMA.stored(config))
         keeper = CheckpointKeeper(self.run_folder, setup.model, setup.optimizer, setup.scheduler, setup.scaler,
                                   metadata, keep_best=config.export_pth or config.export_onnx, writes=world.is_main,
                                   ema=setup.ema)
@@ -169,42 +161,18 @@ class Trainer:
         recorder.write_dataset_files(data.train_counts, data.val_counts)
         recorder.write_skipped_files(data.split.skipped, [])
         if world.is_main:  # the others would read the images for NoRecords to drop
-            recorder.write_calibration_sample(data.preprocessing.batch(data.calibration_images()))
+            recorder.write_quantization_sample(data.preprocessing.batch(data.quantization_images()))
         with recorder, contextlib.closing(data):
             stopped = self._run_epochs(setup, keeper, recorder)
         if keeper.state.best is not None and config.export_onnx and not stopped and world.is_main:
             recorder.export_onnx(torch.stack([data.preprocessing(image) for image in data.onnx_sample_images()]))
         recorder.plot_curves(keeper.state.history)  # for a run that ended no epoch here (resumed after its last)
-        test = self._test(setup, keeper) if self.test_set is not None and not stopped and world.is_main else {}
         state = keeper.state
         return TrainResult(self.run_folder, state.epochs_done, stopped, state.best or {}, state.history,
-                           self._skipped_files(), test)
+                           self._skipped_files())
 
     def _skipped_files(self) -> int:
         return len(self.data.split.skipped) + len(self.data.unreadable)
-
-    def _test(self, setup: TrainingSetup, keeper: CheckpointKeeper) -> dict:
-        """The best checkpoint (last.pth where no best.pth is kept) scored on test_folder, written into the run
-        folder's test/ as the evaluate command writes it; returns the scalar metrics."""
-        data, test = self.data, self.test_set
-        items, unknown = scored_items(test, data.class_names)
-        if not len(items):
-            self.callbacks.log(f"warning: test_folder {test.source} holds none of the trained classes: nothing scored")
-            return {}
-        checkpoint = safe_load(keeper.path("best.pth" if os.path.isfile(keeper.path("best.pth")) else "last.pth"))
-        setup.model.load_state_dict(checkpoint["state_dict"])
-        met = []
-        logits, labels = predict(setup.model, data.evaluation_loader(items, met.extend), self.device, self.amp_dtype,
-                                 len(data.class_names))
-        read = np.flatnonzero(labels != UNREAD)
-        log_probabilities = log_softmax(logits[read])
-        report = evaluation_report(log_probabilities, labels[read], data.class_names, float(checkpoint.get("temperature", 1.0)))
-        folder = os.path.join(self.run_folder, TEST_FOLDER)
-        unreadable = list(test.skipped) + [(entry.path, entry.reason) for entry in met]
-        write_evaluation(folder, report, items.take(read), log_probabilities, data.class_names, unknown, unreadable)
-        self.callbacks.log(f"test {test.source}: {report['images']} images, top-1 {100 * report['top1']:.1f}%, "
-                           f"macro F1 {report['f1']:.3f}; report in {folder}")
-        return {key: value for key, value in report.items() if isinstance(value, (int, float))}
 
     def _run_epochs(self, setup: TrainingSetup, keeper: CheckpointKeeper, recorder: RunRecorder) -> bool:
         """Train and validate from the keeper's state on; True when should_stop() stopped the run."""
