@@ -19,6 +19,7 @@ COMMANDS = {
     "overhead": ("overhead", "the plugin's time outside the engine's forward; video frames per second"),
     "transfer": ("transfer", "fine-tuning recipes on 10 and 30 images a class: held-out accuracy over seeds"),
     "data": ("data", "users' data: 12 MP photos decoded reduced, broken files, a million listed images, label files"),
+    "multi-label": ("multi_label", "a multi-label model on grids of digits: held-out mAP, thresholds, calibration, time"),
     "gpu": ("gpu", "CUDA: precision fidelity, bs1 latency and bs256 throughput, a training run"),
 }
 

@@ -53,7 +53,7 @@ class InferResNeXt(dataprocess.CClassificationTask):
         if self.is_whole_image_classification():
             labelled, explained = self._classify_whole_image(classifier, config)
         else:
-            explained = self._classify_regions(classifier, config)
+            labelled, explained = self._classify_regions(classifier, config)
         self.emit_step_progress()
         self._make_input_forwardable()
         self.end_task_run()
@@ -75,9 +75,11 @@ class InferResNeXt(dataprocess.CClassificationTask):
         probabilities = classifier.predict([image])[0]
         ranked = classifier.top_k(probabilities, probabilities.numel())  # every class: what Ikomia's table shows
         self.set_whole_image_results([name for name, _ in ranked], [f"{confidence:.8g}" for _, confidence in ranked])
-        # The core's label is top-1 in a fixed small font; ours is top-k, sized to the image.
+        # The core's label is top-1 in a fixed small font; ours is the image's labels (its top-k, or a multi-label
+        # model's classes above their thresholds, top_k at most), sized to the image.
         self.get_output(2).set_items([])
-        labelled = draw_labels(image, [format_label(name, conf) for name, conf in ranked[:config.top_k]])
+        labels = classifier.labels(probabilities, config.top_k) if config.top_k else []
+        labelled = draw_labels(image, [format_label(name, conf) for name, conf in labels])
         if config.explain == NO_EXPLANATION:
             return labelled, None
         top1 = int(probabilities.argmax())
@@ -96,20 +98,26 @@ class InferResNeXt(dataprocess.CClassificationTask):
         return regions
 
     def _classify_regions(self, classifier, config):
-        """Adds each region's top-1; returns the explanation image or None."""
+        """Adds each region's top-1 (Ikomia keeps one class a region); returns the image with a multi-label model's
+        labels of each region drawn in it (or None: Ikomia draws the regions' classes), and the explanation image
+        or None."""
         image = self.get_input(0).get_image()
         regions = self._regions(image)
         if not regions:
-            return None if config.explain == NO_EXPLANATION else render(image, [])
+            return None, None if config.explain == NO_EXPLANATION else render(image, [])
         probabilities = classifier.predict([crop for _, _, crop in regions])  # one batched forward
         confidences, indices = probabilities.max(dim=1)
         for (item, _, _), index, confidence in zip(regions, indices.tolist(), confidences.tolist()):
             self.add_object(item, index, confidence)
+        labelled = None
+        if classifier.multi_label and config.top_k:  # every label of each region, inside its box
+            lines = [[format_label(name, conf) for name, conf in classifier.labels(row, config.top_k)] for row in probabilities]
+            labelled = draw_labels(image, lines, boxes=[box for _, box, _ in regions])
         if config.explain == NO_EXPLANATION:
-            return None
+            return labelled, None
         explanations = explain(classifier, [crop for _, _, crop in regions], indices.tolist(), config.explain,
                                boxes=[box for _, box, _ in regions])
-        return render(image, explanations)
+        return labelled, render(image, explanations)
 
 
 class InferResNeXtFactory(dataprocess.CTaskFactory):

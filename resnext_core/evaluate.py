@@ -34,7 +34,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     report = evaluate_folder(parsed_config(args, INFER_SCHEMA), args.folder, args.output, args.batch_size, args.workers)
-    line = f"{report['images']} images of {report['folder']}: top-1 {100 * report['top1']:.2f}%"
+    if "mAP" in report:  # a multi-label model
+        line = (f"{report['images']} images of {report['folder']}: mAP {report['mAP']:.4f} (micro {report['mAP_micro']:.4f}), "
+                f"exact match {100 * report['exact_match']:.2f}%")
+    else:
+        line = f"{report['images']} images of {report['folder']}: top-1 {100 * report['top1']:.2f}%"
     if "top5" in report:
         line += f", top-5 {100 * report['top5']:.2f}%"
     print(line + f", macro F1 {report['f1']:.3f}, ECE {100 * report['ece']:.2f}% raw -> "

@@ -68,8 +68,8 @@ def score_test_folder(config: TrainConfig, result: TrainResult, log=print) -> No
     weight_file = best if os.path.isfile(best) else os.path.join(result.run_folder, "last.pth")
     folder = os.path.join(result.run_folder, TEST_FOLDER)
     report = evaluate_folder(InferConfig(model_weight_file=weight_file, device=config.device), config.test_folder, folder)
-    log(f"test {report['folder']}: {report['images']} images, top-1 {100 * report['top1']:.1f}%, "
-        f"macro F1 {report['f1']:.3f}; report in {folder}")
+    headline = f"mAP {report['mAP']:.3f}" if "mAP" in report else f"top-1 {100 * report['top1']:.1f}%"
+    log(f"test {report['folder']}: {report['images']} images, {headline}, macro F1 {report['f1']:.3f}; report in {folder}")
     result.test = {key: value for key, value in report.items() if isinstance(value, (int, float))}
 
 

@@ -21,11 +21,13 @@ from PyQt6.QtWidgets import (
 )
 
 from ..resnext_core.common.errors import ConfigError
-from ..resnext_core.common.schema import ADVANCED, BOOL, CHOICE, FILE, FLOAT, FOLDER, INT, SIZE
+from ..resnext_core.common.schema import ADVANCED, AUTO_NUMBER, BOOL, CHOICE, FILE, FLOAT, FOLDER, INT, SIZE
 
 
-def _auto_value(option) -> int:
-    """The spin box value shown as "auto" for a SIZE parameter: one below its smallest number."""
+def _auto_value(option):
+    """The spin box value shown as "auto" for a SIZE or AUTO_NUMBER parameter: one step below its smallest number."""
+    if option.kind == AUTO_NUMBER:
+        return option.low - 10.0 ** -option.decimals
     return int(option.low) - 1
 
 
@@ -140,10 +142,12 @@ class ParameterForm(QWidget):
                 spin.setSpecialValueText("auto")
             spin.setValue(int(_number_or_default(text, option)))
             return spin
-        if option.kind == FLOAT:
+        if option.kind in (FLOAT, AUTO_NUMBER):
             spin = QDoubleSpinBox()
             spin.setDecimals(option.decimals)
-            spin.setRange(option.low, option.high)
+            spin.setRange(_auto_value(option) if option.kind == AUTO_NUMBER else option.low, option.high)
+            if option.kind == AUTO_NUMBER:
+                spin.setSpecialValueText("auto")
             spin.setSingleStep(10.0 ** -min(option.decimals, 2))
             spin.setValue(float(_number_or_default(text, option)))
             return spin
@@ -184,6 +188,8 @@ class ParameterForm(QWidget):
             return "auto" if control.value() == _auto_value(option) else str(control.value())
         if option.kind == INT:
             return str(control.value())
+        if option.kind == AUTO_NUMBER:
+            return "auto" if control.value() <= _auto_value(option) else repr(round(control.value(), option.decimals))
         if option.kind == FLOAT:
             return repr(control.value())
         if option.kind == CHOICE:

@@ -61,3 +61,43 @@ def heldout_items(folder: str) -> list:
         for name in sorted(os.listdir(root))
         for filename in sorted(os.listdir(os.path.join(root, name)))
     ]
+
+
+# The multi-label recipe: 2 x 2 grids of digits, one to three cells filled, labelled with the digits they show.
+GRID_RECIPE = {**DIGITS_RECIPE, "multi_label": "True", "input_size": "40", "epochs": "6", "batch_size": "16",
+               "min_crop_scale": "0.8"}
+GRID_CELL = 20  # px: a grid is 2 x 2 cells, input_size's side
+
+
+def write_digit_grids(folder: str, counts: dict = None, seed: int = 0, cell: int = GRID_CELL) -> dict:
+    """2 x 2 grids of scikit-learn's digits, 1 to 3 cells filled, as PNG files, and their label files:
+    labels.csv (path, labels, split: train and val) and heldout.csv (path, labels). The three sets draw from
+    disjoint digit images, so no held-out grid shows a digit image seen in training. Returns {split: grid count}."""
+    counts = counts or {"train": 2000, "val": 300, "heldout": 300}
+    digits = load_digits()
+    images = (digits.images / 16.0 * 255).round().astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    pools = dict(zip(("train", "val", "heldout"), np.split(order, [int(0.6 * len(order)), int(0.75 * len(order))])))
+    rows = {"train": [], "val": [], "heldout": []}
+    for split, count in counts.items():
+        os.makedirs(os.path.join(folder, split), exist_ok=True)
+        for index in range(count):
+            grid = np.zeros((2 * cell, 2 * cell), np.uint8)
+            places = rng.choice(4, size=rng.integers(1, 4), replace=False)
+            shown = rng.choice(pools[split], size=len(places), replace=False)
+            for place, digit in zip(places, shown):
+                top, left = (place // 2) * cell, (place % 2) * cell
+                grid[top : top + cell, left : left + cell] = np.asarray(
+                    Image.fromarray(images[digit]).resize((cell, cell), Image.BILINEAR))
+            name = os.path.join(split, f"{index:05d}.png")
+            Image.fromarray(grid).save(os.path.join(folder, name))
+            labels = ";".join(sorted({CLASS_NAMES[digits.target[digit]] for digit in shown}))
+            rows[split].append((name, labels))
+    with open(os.path.join(folder, "labels.csv"), "w", encoding="utf-8") as handle:
+        handle.write("path,labels,split\n")
+        handle.writelines(f"{path},{labels},{split}\n" for split in ("train", "val") for path, labels in rows[split])
+    with open(os.path.join(folder, "heldout.csv"), "w", encoding="utf-8") as handle:
+        handle.write("path,labels\n")
+        handle.writelines(f"{path},{labels}\n" for path, labels in rows["heldout"])
+    return {split: len(found) for split, found in rows.items()}

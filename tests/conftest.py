@@ -61,7 +61,7 @@ def pytest_xdist_auto_num_workers(config):
 
 # Session and module fixtures that train a model for a minute: the tests using one run on one worker
 # (--dist loadgroup), which trains it once.
-TRAINED_FIXTURES = ("digits_model", "marks_model")
+TRAINED_FIXTURES = ("digits_model", "marks_model", "grid_model")
 
 
 def _trained_fixture(item):
@@ -98,12 +98,11 @@ def digits():
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory, digits):
     """DIGITS_RECIPE through the training plugin, on one process: the run's best.pth."""
-    from helpers import DIGITS_RECIPE, TRAIN, new_task
+    from helpers import DIGITS_RECIPE, train_through_plugin
 
-    _, task = new_task(TRAIN, {**DIGITS_RECIPE, "dataset_folder": os.path.join(digits, "train"),
-                               "output_folder": str(tmp_path_factory.mktemp("digits-run"))})
-    task.run()
-    return os.path.join(task.get_output(0).get_path(), "best.pth")
+    run_folder = train_through_plugin({**DIGITS_RECIPE, "dataset_folder": os.path.join(digits, "train")},
+                                      str(tmp_path_factory.mktemp("digits-run")))
+    return os.path.join(run_folder, "best.pth")
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,13 @@ def new_task(name: str = INFER, params=None):
     return workflow, task
 
 
+def train_through_plugin(params: dict, output_folder: str) -> str:
+    """A training run through the training plugin, as users run one: its run folder."""
+    _, task = new_task(TRAIN, {**params, "output_folder": output_folder})
+    task.run()
+    return task.get_output(0).get_path()
+
+
 def run_on_array(task, image: np.ndarray):
     task.get_input(0).set_image(image)
     task.run()

@@ -79,8 +79,9 @@ from resnext_core.common.world import world_from_environment
 from resnext_core.training import distributed
 from resnext_core.training.config import TrainConfig
 from resnext_core.training.loop import TrainingSetup, build_classifier, build_optimizer, train_one_epoch
+from resnext_core.training.multi_label import SmoothedBinaryCrossEntropy
 
-mode, out = sys.argv[1], sys.argv[2]
+mode, out, multi_label = sys.argv[1], sys.argv[2], sys.argv[3] == "multi"
 world = world_from_environment()
 device = distributed.start(world, torch.device("cpu"))
 config = TrainConfig(model_name="resnext50", weights="none", train_mode="scratch", optimizer="sgd",
@@ -88,15 +89,17 @@ config = TrainConfig(model_name="resnext50", weights="none", train_mode="scratch
 torch.manual_seed(0)
 model = build_classifier(config, 4, device, world)
 optimizer = build_optimizer(model, config)
-criterion = torch.nn.CrossEntropyLoss()
+criterion = SmoothedBinaryCrossEntropy(0.1) if multi_label else torch.nn.CrossEntropyLoss()
 images = torch.randn(3, 8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 labels = torch.randint(0, 4, (3, 8), generator=torch.Generator().manual_seed(2))
+if multi_label:  # 0/1 vectors: an image may hold several of the 4 classes, or none
+    labels = (torch.rand(3, 8, 4, generator=torch.Generator().manual_seed(2)) < 0.4).float()
 if mode == "trainer":
     share = 8 // world.size
     shard = slice(world.rank * share, (world.rank + 1) * share)
     setup = TrainingSetup(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
                           torch.amp.GradScaler("cpu", enabled=False), criterion, criterion, device, torch.float32,
-                          distributed.wrap_model(model, device, world))
+                          distributed.wrap_model(model, device, world), multi_label=multi_label)
     train_one_epoch(setup, [(images[i, shard], labels[i, shard]) for i in range(3)], epoch=0)
 else:
     model.train()
@@ -111,13 +114,13 @@ distributed.finish(world)
 """
 
 
-def _ddp_steps(tmp_path, mode: str, processes: int = 1) -> dict:
-    out = tmp_path / f"{mode}-{processes}.pt"
+def _ddp_steps(tmp_path, mode: str, processes: int = 1, labels: str = "single") -> dict:
+    out = tmp_path / f"{mode}-{processes}-{labels}.pt"
     port, ranks = str(_free_port()), []
     for rank in range(processes):
         world = {"RANK": str(rank), "WORLD_SIZE": str(processes), "LOCAL_RANK": str(rank),
                  "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port} if processes > 1 else {}
-        ranks.append(subprocess.Popen([sys.executable, "-c", DDP_STEPS, mode, str(out)], cwd=ROOT,
+        ranks.append(subprocess.Popen([sys.executable, "-c", DDP_STEPS, mode, str(out), labels], cwd=ROOT,
                                       env=dict(os.environ, OMP_NUM_THREADS="1", **world),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for process in ranks:
@@ -127,13 +130,15 @@ def _ddp_steps(tmp_path, mode: str, processes: int = 1) -> dict:
 
 
 @pytest.mark.slow
-def test_steps_on_two_processes_equal_one_process_stepping_on_the_same_shards(tmp_path):
+@pytest.mark.parametrize("labels", ["single", "multi"])
+def test_steps_on_two_processes_equal_one_process_stepping_on_the_same_shards(tmp_path, labels):
     """DDP averages the gradients of each rank's shard: two processes end where one process does that
-    accumulates the two halves' gradients, to float rounding; the shards and the averaging are the trainer's.
-    BatchNorm normalises each shard by itself, so the whole batch on one process is another run."""
-    two_processes = _ddp_steps(tmp_path, "trainer", processes=2)
-    assert largest_difference(two_processes, _ddp_steps(tmp_path, "shards")) < 1e-4
-    assert largest_difference(two_processes, _ddp_steps(tmp_path, "trainer")) > 1e-3
+    accumulates the two halves' gradients, to float rounding; the shards and the averaging are the trainer's
+    (a softmax's cross-entropy, or a multi-label model's binary cross-entropy on label vectors). BatchNorm
+    normalises each shard by itself, so the whole batch on one process is another run."""
+    two_processes = _ddp_steps(tmp_path, "trainer", processes=2, labels=labels)
+    assert largest_difference(two_processes, _ddp_steps(tmp_path, "shards", labels=labels)) < 1e-4
+    assert largest_difference(two_processes, _ddp_steps(tmp_path, "trainer", labels=labels)) > 1e-3
 
 
 @pytest.mark.slow

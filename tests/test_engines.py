@@ -258,10 +258,10 @@ def test_auto_precision_keeps_small_cuda_batches_in_fp32():
     from torch import nn
 
     from resnext_core import Classifier, InferConfig
-    from resnext_core.inference.classifier import CUDA_HALF_MIN_BATCH, LoadedModel, TorchRunner
+    from resnext_core.inference.classifier import CUDA_HALF_MIN_BATCH, LoadedModel, OutputHead, TorchRunner
     from resnext_core.inference.explain import Explainer
 
-    loaded = LoadedModel(TorchRunner(nn.Identity(), torch.device("cpu")), ["a"], Preprocessing(), "test", None,
+    loaded = LoadedModel(TorchRunner(nn.Identity(), torch.device("cpu")), ["a"], Preprocessing(), "test", OutputHead(),
                          Explainer(nn.Identity, torch.device("cpu")))
     auto = Classifier(loaded, InferConfig(precision="auto"), torch.device("cuda"), torch.bfloat16)
     assert auto.dtype_for(1) == torch.float32 and auto.dtype_for(CUDA_HALF_MIN_BATCH) == torch.bfloat16

@@ -18,7 +18,7 @@ from sklearn.datasets import load_sample_image
 from resnext_core import __version__
 from resnext_core.common import checkpoint, models
 from resnext_core.common.preprocess import Preprocessing
-from resnext_tools.digits import write_digits_dataset  # noqa: E402
+from resnext_tools.digits import write_digit_grids, write_digits_dataset  # noqa: E402
 
 from conftest import ROOT, TORCH_HOME, run_python
 from helpers import INFER, TRAIN, cache_random_weights, installer, printed_result, textured_image
@@ -43,7 +43,7 @@ def packaged(tmp_path_factory):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Files the README examples and HUB tests read: photo.jpg, photos/, clip.mp4, my_dataset/, my_test_set/,
-    my_model/best.pth."""
+    my_multilabel/ (grids of digits and their labels.csv), my_model/best.pth."""
     folder = tmp_path_factory.mktemp("workspace")
     Image.fromarray(load_sample_image("china.jpg")).save(folder / "photo.jpg")  # a real photo, shipped in scikit-learn
     digits = folder / "digits"
@@ -58,6 +58,7 @@ def workspace(tmp_path_factory):
         (folder / "my_test_set" / name).mkdir(parents=True)
         for path in sorted((digits / "heldout" / name).iterdir())[:3]:
             shutil.copy(path, folder / "my_test_set" / name)
+    write_digit_grids(str(folder / "my_multilabel"), {"train": 60, "val": 20, "heldout": 5})
     (folder / "photos").mkdir()
     for index in range(3):
         Image.fromarray(textured_image(120 + 20 * index, 160, seed=index)).save(folder / "photos" / f"{index}.jpg")

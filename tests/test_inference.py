@@ -327,7 +327,8 @@ def test_every_config_field_reaches_the_classifier_under_its_own_name(tmp_path, 
         "quantization_folder": ({"precision": "int8"}, str(tmp_path / "calibration")),
     }
     output_fields = {
-        "top_k": ({}, 3), "explain": ({}, "gradcam"), "calibrated_confidence": ({}, False), "temperature": ({}, 2.0),
+        "top_k": ({}, 3), "threshold": ({}, 0.3), "explain": ({}, "gradcam"), "calibrated_confidence": ({}, False),
+        "temperature": ({}, 2.0),
         "tta": ({}, True), "dataset": ({"model_weight_file": str(tmp_path / "m.pth")}, "Custom"),
     }
     assert set(model_fields) | set(output_fields) == set(INFER_SCHEMA.options), "say which kind a new field is"

@@ -37,7 +37,8 @@ def controls_state(widget):
 
 
 INFER_WIDGET = PRELUDE + r"""
-task, widget = make_widget("infer_torchvision_resnext", {"model_name": "resnext101", "top_k": "3", "input_size": "256"})
+task, widget = make_widget("infer_torchvision_resnext", {"model_name": "resnext101", "top_k": "3", "input_size": "256",
+                                                         "threshold": "0.35"})
 c = widget.form.controls
 out = {"restored": controls_state(widget), "models": [c["model_name"].itemText(i) for i in range(c["model_name"].count())],
        "tooltips": {n: w.toolTip() for n, w in c.items()}, "names": sorted(c), "schema": list(widget.form.schema.options)}
@@ -47,6 +48,8 @@ c["model_name"].setCurrentText("resnext50_32x4d")
 c["weights"].setCurrentText("IMAGENET1K_V1")
 c["input_size"].setValue(0)
 c["top_k"].setValue(7)
+out["threshold_restored"] = c["threshold"].text()
+c["threshold"].setValue(c["threshold"].minimum())  # auto
 c["device"].setCurrentText("cpu")
 c["precision"].setCurrentText("fp32")
 c["dataset"].setCurrentText("Custom")
@@ -72,10 +75,10 @@ def test_infer_widget_restores_edits_and_applies():
     assert (restored["model_name"], restored["top_k"], restored["input_size"]) == ("resnext101_32x8d", "3", "256")
     assert out["models"] == ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
     assert out["weights_64x4d"] == ["DEFAULT", "IMAGENET1K_V1"]
-    assert out["size_text"] == "auto"
+    assert out["size_text"] == "auto" and out["threshold_restored"] == "0.350"
     applied = out["applied"]
     assert applied["model_name"] == "resnext50_32x4d" and applied["weights"] == "IMAGENET1K_V1"
-    assert applied["input_size"] == "auto" and applied["top_k"] == "7"
+    assert applied["input_size"] == "auto" and applied["top_k"] == "7" and applied["threshold"] == "auto"
     assert applied["device"] == "cpu" and applied["precision"] == "fp32" and applied["dataset"] == "Custom"
     assert applied["model_weight_file"] == "/data/best.pth" and applied["model_path"] == "/data/best.pth"
     assert applied["class_file"] == "/data/classes.txt" and applied["quantization_folder"] == "/data/calibration"

@@ -20,14 +20,14 @@ from ikomia.dnn import dnntrain
 from .resnext_core.training.config import TRAIN_SCHEMA, TrainConfig
 from .resnext_core.train import train
 from .resnext_core.training.records import (
-    CONFUSION_MATRIX_PNG, PICTURES, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG)
+    CONFUSION_MATRIX_PNG, PICTURES, RELIABILITY_DIAGRAM_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, picture_path)
 from .resnext_core.training.trainer import Callbacks
 from .resnext_ikomia.metadata import KEYWORDS, fill_info
 from .resnext_ikomia.param import SchemaParam
 
 # Image outputs after output 0 (the run folder): the run folder's pictures, redrawn after every epoch.
 PICTURE_TITLES = {
-    CONFUSION_MATRIX_PNG: "Confusion matrix (best epoch)",
+    CONFUSION_MATRIX_PNG: "Confusion matrix, or precision-recall curves (best epoch)",
     TRAINING_CURVES_PNG: "Training curves",
     WORST_PREDICTIONS_PNG: "Worst-classified validation images",
     RELIABILITY_DIAGRAM_PNG: "Reliability diagram (best epoch)",
@@ -167,7 +167,7 @@ class TrainResNeXt(dnntrain.TrainProcess):
     def _show_pictures(self):
         """The run folder's pictures as image outputs: STUDIO shows them, scripts get arrays."""
         for index, (filename, _) in PICTURE_OUTPUTS.items():
-            path = os.path.join(self.run_folder, filename)
+            path = picture_path(self.run_folder, filename)
             if os.path.isfile(path):
                 with Image.open(path) as picture:
                     self.get_output(index).set_image(np.asarray(picture.convert("RGB")))

@@ -3,7 +3,9 @@
 A checkpoint is a dict of plain data and tensors, loadable with torch.load(weights_only=True):
   format, format_version, model_name, class_names, preprocessing (crop/resize/mean/std), state_dict,
   temperature (temperature.py; absent in runs before it), and for training runs: epoch, batch, optimizer, scheduler,
-  scaler, history, best, stale, train_params.
+  scaler, history, best, stale, train_params. A multi-label model's adds multi_label (True) and thresholds (a
+  confidence a class, at its temperature), and is format version 2: a plugin that reads only version 1 would take
+  its sigmoids for a softmax, and refuses it instead.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from .preprocess import Preprocessing
 from .temperature import is_valid_temperature
 
 FORMAT = "resnext-ikomia-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this code reads, and a multi-label model's
+SINGLE_LABEL_FORMAT_VERSION = 1  # a single-label model's, as before multi-label models: older plugins read it
 
 
 @dataclass
@@ -34,12 +37,14 @@ class ModelSpec:
     preprocessing: Preprocessing
     state_dict: dict
     temperature: float | None = None  # fitted on the run's validation set; None: plain state dicts, older runs
+    multi_label: bool = False
+    thresholds: list | None = None  # a multi-label model's confidence threshold of each class, at `temperature`
 
 
 def save_checkpoint(path: str, model_name: str, state_dict: dict, class_names, preprocessing: Preprocessing, **extra) -> None:
     payload = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if extra.get("multi_label") else SINGLE_LABEL_FORMAT_VERSION,
         "model_name": resolve_model_name(model_name),
         "class_names": list(class_names),
         "preprocessing": preprocessing.to_dict(),
@@ -168,7 +173,22 @@ def load_checkpoint(path: str, class_file: str = "", imagenet_categories=None) -
     check_class_count(class_names, class_file or path, num_outputs, f"the model in {path}")
     preprocessing = Preprocessing.from_dict(data["preprocessing"]) if ours else Preprocessing()
     temperature = _temperature(data["temperature"], path) if ours and "temperature" in data else None
-    return ModelSpec(model_name, class_names, preprocessing, state_dict, temperature)
+    multi_label = bool(ours and data.get("multi_label"))
+    thresholds = _thresholds(data.get("thresholds"), len(class_names), path) if multi_label else None
+    return ModelSpec(model_name, class_names, preprocessing, state_dict, temperature, multi_label, thresholds)
+
+
+def _thresholds(values, count: int, path: str) -> list:
+    """A multi-label checkpoint's thresholds: one confidence in [0, 1] a class (0.5 each where it has none)."""
+    if values is None:
+        return [0.5] * count
+    try:
+        thresholds = [float(value) for value in values]
+    except (TypeError, ValueError):
+        thresholds = []
+    if len(thresholds) != count or not all(0.0 <= value <= 1.0 for value in thresholds):
+        raise CheckpointError(f"Weight file {path} has thresholds {values!r}: expected {count} confidences in [0, 1]")
+    return thresholds
 
 
 def _temperature(value, path: str) -> float:

@@ -23,6 +23,7 @@ FALSE_WORDS = ("0", "false", "no", "off", "")
 
 # What a parameter holds, which decides its parsing and its widget control.
 INT, FLOAT, BOOL, CHOICE, TEXT, FILE, FOLDER, SIZE = "int", "float", "bool", "choice", "text", "file", "folder", "size"
+AUTO_NUMBER = "auto_number"  # "auto" (None) or a number in range: SIZE's float twin
 MAIN, ADVANCED = "Essentials", "Advanced"
 
 
@@ -77,7 +78,7 @@ class Option:
             return listed + (f" (follows `{self.depends_on}`)" if self.depends_on else "")
         if self.kind in (INT, FLOAT):
             return f"{_number(self.low)} .. {_number(self.high)}"
-        if self.kind == SIZE:
+        if self.kind in (SIZE, AUTO_NUMBER):
             return f"`auto` or {_number(self.low)} .. {_number(self.high)}"
         if self.kind == BOOL:
             return "`True`, `False`"
@@ -149,16 +150,20 @@ def _parse_choice(option: Option, text: str) -> str:
     raise ConfigError(f"{option.name} must be one of {', '.join(option.static_choices())}, got '{text}'")
 
 
-def _parse_size(option: Option, text: str) -> int | None:
-    if text.lower() in ("auto", ""):
-        return None
-    try:
-        size = int(text)
-    except ValueError:
-        raise ConfigError(f"{option.name} must be an integer or 'auto', got '{text}'") from None
-    if not option.low <= size <= option.high:
-        raise ConfigError(f"{option.name} must be between {option.low} and {option.high} (or auto), got {size}")
-    return size
+def _auto_or(convert, expected: str):
+    """The parser of a parameter that is "auto" (None) or a number in range."""
+    def parse(option: Option, text: str):
+        if text.lower() in ("auto", ""):
+            return None
+        try:
+            number = convert(text)
+        except ValueError:
+            raise ConfigError(f"{option.name} must be {expected} or 'auto', got '{text}'") from None
+        if not option.low <= number <= option.high:  # also refuses NaN
+            raise ConfigError(f"{option.name} must be between {_number(option.low)} and {_number(option.high)} (or auto), "
+                              f"got {text}")
+        return number
+    return parse
 
 
 _PARSERS = {
@@ -166,7 +171,8 @@ _PARSERS = {
     FLOAT: _parse_float,
     BOOL: _parse_bool,
     CHOICE: _parse_choice,
-    SIZE: _parse_size,
+    SIZE: _auto_or(int, "an integer"),
+    AUTO_NUMBER: _auto_or(float, "a number"),
     TEXT: lambda option, text: option.parse_with(text) if option.parse_with else text,
     FILE: lambda option, text: text,
     FOLDER: lambda option, text: text,

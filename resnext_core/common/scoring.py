@@ -15,13 +15,26 @@ The names, and the temperature each confidence figure uses:
   fitted_temperature         the temperature these predictions alone would fit (common/temperature.py)
   reliability                {"raw", "calibrated"}: per confidence bin, count, mean confidence and accuracy
   worst                      the highest-loss images, worst first (indices into the scored rows)
+
+A multi-label model (score_multi_label: a sigmoid a class, the labels an N x C 0/1 matrix) has its own figures:
+  mAP, mAP_micro             average precision (scikit-learn's) over the classes with an image (macro), and over
+                             every image-class pair (micro); per class in per_class[name]["ap"]
+  thresholds                 each class's: where its confidence counts as a label (the model's, or where none are
+                             given the best F1 of each class on these predictions, at `temperature`)
+  f1, precision, recall      macro over the classes, at the thresholds (per class in per_class); f1_micro
+  exact_match                the share of images whose labels at the thresholds are exactly their true ones
+  nll, ece (and _calibrated) each class's sigmoid as a probability: binary NLL, and reliability over every
+                             image-class pair (bins of confidence against the share that are true labels)
+  pr_curves                  each class's precision-recall curve (at the calibrated confidences)
+  worst                      the highest-loss images, with their true and predicted labels (class indices)
 """
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+from sklearn.metrics import (average_precision_score, confusion_matrix, precision_recall_curve,
+                             precision_recall_fscore_support, top_k_accuracy_score)
 
-from .temperature import fit_temperature, log_softmax, negative_log_likelihood
+from .temperature import binary_negative_log_likelihood, fit_temperature, log_softmax, negative_log_likelihood, sigmoid
 
 ECE_BINS = 15  # the usual choice since Guo et al.; bins with no sample do not count
 WORST_SHOWN = 12  # images in the worst-predictions gallery
@@ -136,3 +149,88 @@ def expected_calibration_error_of_bins(table: dict) -> float:
         return 0.0
     gaps = np.abs(np.asarray(table["accuracy"]) - np.asarray(table["confidence"]))
     return float((counts * gaps).sum() / counts.sum())
+
+
+def score_multi_label(logits, targets, class_names: list, temperature: float | None = None, thresholds=None) -> dict:
+    """Every metric of a multi-label model's `logits` (N x C) against 0/1 `targets` (N x C): see the module's names.
+
+    temperature: the model's (None: fitted on these predictions); thresholds: the model's, for confidences at that
+    temperature (None: each class's best F1 on these predictions)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    fitted = fit_temperature(logits, targets, multi_label=True)
+    temperature = fitted if temperature is None else float(temperature)
+    raw, calibrated = sigmoid(logits), sigmoid(logits, temperature)
+    thresholds = best_f1_thresholds(calibrated, targets) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    predicted = calibrated >= thresholds
+    truth = targets > 0.5
+    present = [c for c in range(len(class_names)) if truth[:, c].any()]
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
+    ap = {c: float(average_precision_score(truth[:, c], calibrated[:, c])) for c in present}
+    losses = -(targets * np.log(np.clip(calibrated, 1e-12, 1)) + (1 - targets) * np.log(np.clip(1 - calibrated, 1e-12, 1)))
+    return {
+        "mAP": float(np.mean(list(ap.values()))) if ap else 0.0,
+        "mAP_micro": float(average_precision_score(truth.ravel(), calibrated.ravel())) if truth.any() else 0.0,
+        "f1": float(f1[present].mean()) if present else 0.0,
+        "precision": float(precision[present].mean()) if present else 0.0,
+        "recall": float(recall[present].mean()) if present else 0.0,
+        "f1_micro": float(precision_recall_fscore_support(truth, predicted, average="micro", zero_division=0)[2]),
+        "exact_match": float((predicted == truth).all(axis=1).mean()) if len(truth) else 0.0,
+        "thresholds": thresholds.tolist(),
+        "per_class": {
+            name: {"ap": ap.get(c), "f1": float(f1[c]), "precision": float(precision[c]), "recall": float(recall[c]),
+                   "threshold": float(thresholds[c]), "support": int(support[c])}
+            for c, name in enumerate(class_names)
+        },
+        "images": int(len(targets)),
+        "nll": binary_negative_log_likelihood(logits, targets),
+        "ece": expected_calibration_error_of_bins(probability_bins(raw, truth)),
+        "temperature": temperature,
+        "nll_calibrated": binary_negative_log_likelihood(logits, targets, temperature),
+        "ece_calibrated": expected_calibration_error_of_bins(probability_bins(calibrated, truth)),
+        "fitted_temperature": fitted,
+        "reliability": {"raw": probability_bins(raw, truth), "calibrated": probability_bins(calibrated, truth)},
+        "pr_curves": {class_names[c]: {**precision_recall_points(truth[:, c], calibrated[:, c]), "ap": ap[c]} for c in present},
+        "worst": [{"index": int(i), "loss": float(losses[i].sum()), "label": np.flatnonzero(truth[i]).tolist(),
+                   "predicted": np.flatnonzero(predicted[i]).tolist()}
+                  for i in np.argsort(-losses.sum(axis=1), kind="stable")[:WORST_SHOWN]],
+    }
+
+
+PR_POINTS = 101  # recall levels a class's precision-recall curve is kept at
+
+
+def precision_recall_points(truth, probabilities) -> dict:
+    """A class's precision-recall curve at PR_POINTS recall levels (the best precision at that recall or more)."""
+    precision, recall, _ = precision_recall_curve(truth, probabilities)
+    levels = np.linspace(0, 1, PR_POINTS)
+    best = [float(precision[recall >= level].max()) if (recall >= level).any() else 0.0 for level in levels]
+    return {"recall": levels.tolist(), "precision": best}
+
+
+def best_f1_thresholds(probabilities, targets) -> np.ndarray:
+    """Each class's confidence threshold of best F1 on these predictions (0.5 for a class with no true label)."""
+    thresholds = np.full(probabilities.shape[1], 0.5)
+    for c in range(probabilities.shape[1]):
+        truth = targets[:, c] > 0.5
+        if not truth.any():
+            continue
+        precision, recall, candidates = precision_recall_curve(truth, probabilities[:, c])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
+        thresholds[c] = float(candidates[int(np.argmax(f1))])
+    return thresholds
+
+
+def probability_bins(probabilities, truth, bins: int = ECE_BINS) -> dict:
+    """Per equal-width bin of every image-class confidence: count, mean confidence, and the share of them that
+    are true labels (a multi-label model's reliability)."""
+    confidence = np.asarray(probabilities, dtype=np.float64).ravel()
+    true = np.asarray(truth, dtype=np.float64).ravel()
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=bins) / counts
+        accuracy = np.bincount(index, weights=true, minlength=bins) / counts
+    return {"count": counts.tolist(), "confidence": np.nan_to_num(mean_confidence).tolist(),
+            "accuracy": np.nan_to_num(accuracy).tolist()}

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from ..common.errors import DatasetError
 from .folders import discover, labelled_folder
-from .label_files import is_label_file, label_file_split, labelled_label_file
+from .label_files import AUTO, is_label_file, label_file_split, labelled_label_file
 from .splits import DatasetSplit, LabelledSet
 
 
-def training_split(dataset_folder: str, label_file: str = "", val_split: float = 0.2, seed: int = 0) -> DatasetSplit:
-    """The training set a run reads: `label_file` where one is given, else the class folders of `dataset_folder`."""
+def training_split(dataset_folder: str, label_file: str = "", val_split: float = 0.2, seed: int = 0,
+                   multi_label=AUTO) -> DatasetSplit:
+    """The training set a run reads: `label_file` where one is given, else the class folders of `dataset_folder`
+    (one label an image: multi-label only where multi_label is True)."""
     if label_file:
-        return label_file_split(label_file, val_split, seed)
+        return label_file_split(label_file, val_split, seed, multi_label)
     if not dataset_folder:
         raise DatasetError("No dataset given: set dataset_folder or label_file, or connect a dataset folder to the "
                            "task's input")
-    return discover(dataset_folder, val_split, seed)
+    split = discover(dataset_folder, val_split, seed)
+    return split.as_multi_label() if multi_label is True else split
 
 
 def labelled_set(source: str) -> LabelledSet:

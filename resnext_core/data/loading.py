@@ -44,7 +44,8 @@ class LoadedBatch:
 
 
 class ItemImages(torch.utils.data.Dataset):
-    """(path, label) items -> (transformed image, label, read, unreadable files met).
+    """(path, label) items -> (transformed image, label, read, unreadable files met); a multi-label item's label as
+    a 0/1 float vector of num_classes.
 
     replace_unreadable: training's rule (the next readable item instead), else evaluation's (a blank of
     `blank_size`, marked unread). Each copy of the dataset (one per loader worker) remembers the items it found
@@ -52,13 +53,22 @@ class ItemImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, items: ItemList, transform, needed: PixelsNeeded = FULL, replace_unreadable: bool = False,
-                 blank_size: int = 0):
+                 blank_size: int = 0, num_classes: int = 0):
         self.items = items
         self.transform = transform
         self.needed = needed
         self.replace_unreadable = replace_unreadable
         self.blank_size = blank_size
+        self.num_classes = num_classes
         self.known_unreadable = set()
+
+    def _label(self, index: int):
+        label = self.items.label(index)
+        if not self.items.multi_label:
+            return label
+        vector = torch.zeros(self.num_classes)
+        vector[list(label)] = 1.0
+        return vector
 
     def __len__(self) -> int:
         return len(self.items)
@@ -69,16 +79,16 @@ class ItemImages(torch.utils.data.Dataset):
             current = (index + attempt) % len(self.items)
             if current in self.known_unreadable:
                 continue
-            path, label = self.items[current]
+            path = self.items.path(current)
             try:
                 image = read_image(path, self.needed)
             except ImageError as exc:
                 self.known_unreadable.add(current)
                 met.append(Unreadable(path, _reason(str(exc), path), self.items.line_note(current)))
                 continue
-            return self.transform(image), label, True, met
+            return self.transform(image), self._label(current), True, met
         if not self.replace_unreadable:
-            return torch.zeros(3, self.blank_size, self.blank_size), self.items[index][1], False, met
+            return torch.zeros(3, self.blank_size, self.blank_size), self._label(index), False, met
         raise DatasetError(f"{MAX_REPLACEMENTS} unreadable images in a row from {self.items.describe(index)} on: "
                            f"{met[0].reason if met else 'already found unreadable'}")
 
@@ -91,8 +101,8 @@ def _reason(message: str, path: str) -> str:
 
 def collate(samples: list) -> LoadedBatch:
     images, labels, read, met = zip(*samples)
-    return LoadedBatch(torch.stack(images), torch.as_tensor(labels), torch.as_tensor(read),
-                       [entry for entries in met for entry in entries])
+    labels = torch.stack(labels) if isinstance(labels[0], torch.Tensor) else torch.as_tensor(labels)
+    return LoadedBatch(torch.stack(images), labels, torch.as_tensor(read), [entry for entries in met for entry in entries])
 
 
 class UnreadableFiles:

@@ -24,6 +24,15 @@ class DatasetSplit:
     warnings: list = field(default_factory=list)
     source: str = ""  # the folder or label file it was read from
 
+    @property
+    def multi_label(self) -> bool:
+        return self.train.multi_label
+
+    def as_multi_label(self) -> DatasetSplit:
+        """The same split with each image's label as a set of one (a multi-label model trained on single labels)."""
+        return DatasetSplit(self.class_names, self.train.as_label_sets(), self.val.as_label_sets(), self.skipped,
+                            self.warnings, self.source)
+
 
 @dataclass
 class LabelledSet:
@@ -67,13 +76,20 @@ def split_by_class(labels: np.ndarray, class_names: list, val_split: float, seed
     return np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64)
 
 
+def split_at_random(count: int, val_split: float, seed: int) -> tuple:
+    """(train indices, val indices): val_split of `count` images held out, seeded (a multi-label dataset's, whose
+    images hold several classes or none)."""
+    order = np.random.default_rng(seed).permutation(count)
+    held = min(max(int(round(count * val_split)), 1 if val_split > 0 else 0), max(count - 1, 0))
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
 def checked_split(class_names: list, train: ItemList, val: ItemList, source: str, skipped: list,
                   warnings: list) -> DatasetSplit:
     """The split, once every class has an image and validation has one; classes without training images warned."""
-    train_counts = np.bincount(train.labels, minlength=len(class_names))
-    val_counts = np.bincount(val.labels, minlength=len(class_names))
+    train_counts, val_counts = train.class_counts(len(class_names)), val.class_counts(len(class_names))
     empty = [name for name, t, v in zip(class_names, train_counts, val_counts) if not t and not v]
-    if empty:
+    if empty:  # (a label file's classes are those it names: never empty)
         raise DatasetError(f"Class(es) with no image file in {source}: {', '.join(empty)}")
     no_train = [name for name, count in zip(class_names, train_counts) if not count]
     if no_train:

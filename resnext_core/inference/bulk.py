@@ -106,16 +106,17 @@ def predict_files(config: InferConfig, sources: list, output: str, batch_size: i
 
 
 def _rows(classifier: Classifier, samples, k: int) -> list:
-    """The batch's rows: every item's top-k, or its error."""
-    top = classifier.probabilities(samples.images).topk(min(k, len(classifier.class_names))) if len(samples.images) else None
-    rows, read = [], 0
+    """The batch's rows: every item's top-k (a multi-label model's: every label at or above its threshold), or its
+    error."""
+    k = len(classifier.class_names) if classifier.multi_label else k
+    probabilities = iter(classifier.probabilities(samples.images) if len(samples.images) else [])
+    rows = []
     for (path, frame), error in zip(samples.keys, samples.errors):
         if error is not None:
             rows.append(row(path, frame, error=error))
             continue
-        values, indices = top.values[read].tolist(), top.indices[read].tolist()
-        rows.append(row(path, frame, [classifier.class_names[i] for i in indices], values))
-        read += 1
+        labels = classifier.labels(next(probabilities), k)
+        rows.append(row(path, frame, [name for name, _ in labels], [confidence for _, confidence in labels]))
     return rows
 
 

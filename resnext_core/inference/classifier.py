@@ -43,13 +43,24 @@ CUDA_HALF_MIN_BATCH = 8
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class OutputHead:
+    """How a model's logits become confidences: a softmax over the classes, or (multi_label) a sigmoid a class with
+    each class's threshold; the temperature fitted on its run's validation images (common/temperature.py; None for
+    ImageNet weights and plain state dicts), at which the thresholds hold."""
+
+    multi_label: bool = False
+    fitted_temperature: float | None = None
+    thresholds: tuple | None = None
+
+
 @dataclass
 class LoadedModel:
     runner: object  # runner(batch, dtype) -> logits: a TorchRunner, onnxruntime_engine.OnnxRunner or openvino_engine.OpenVinoRunner
     class_names: list
     preprocessing: Preprocessing
     description: str
-    fitted_temperature: float | None  # a trained checkpoint's (common/temperature.py); None for ImageNet weights
+    head: OutputHead
     explainer: Explainer  # its float torch model is built only when an explanation is asked for
 
 
@@ -71,8 +82,9 @@ class TorchRunner:
 class Classifier:
     """A model ready to run (torch, ONNX Runtime or OpenVINO), its class names and its preprocessing.
 
-    Probabilities are softmax(logits / temperature); with `tta` they are averaged over each image and its
-    horizontal mirror (test-time augmentation). `config` is the InferConfig it was loaded for, as given.
+    Probabilities are softmax(logits / temperature), or for a multi-label model sigmoid(logits / temperature) a
+    class (independent: they do not sum to 1); with `tta` they are averaged over each image and its horizontal
+    mirror (test-time augmentation). `config` is the InferConfig it was loaded for, as given.
     """
 
     def __init__(self, loaded: LoadedModel, config: InferConfig, device: torch.device, dtype: torch.dtype):
@@ -85,6 +97,9 @@ class Classifier:
         self.device = device
         self.dtype = dtype
         self.temperature = _temperature(loaded, config)
+        self.multi_label = loaded.head.multi_label
+        # Each class's label threshold on the confidences shown: config.threshold, else the run's tuned ones.
+        self.thresholds = _thresholds(loaded.head, config, self.temperature, len(self.class_names))
 
     @property
     def engine(self) -> str:
@@ -103,13 +118,18 @@ class Classifier:
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities of a preprocessed batch (N x 3 x S x S, self.preprocessing's), at the classifier's
         temperature."""
-        probabilities = (self._logits(batch) / self.temperature).softmax(dim=1)
+        scaled = self._logits(batch) / self.temperature
+        probabilities = scaled.sigmoid() if self.multi_label else scaled.softmax(dim=1)
         return probabilities.view(2, len(batch), -1).mean(0) if self.config.tta else probabilities
 
-    def log_probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Log of the raw softmax (temperature 1) of a preprocessed batch: logits up to a constant per row, what
-        common/scoring.py scores (with tta, of the softmax averaged over each image and its mirror)."""
-        log_probabilities = self._logits(batch).log_softmax(dim=1)
+    def scoring_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """What common/scoring.py scores of a preprocessed batch, at temperature 1: the log-softmax (logits up to a
+        constant a row), or a multi-label model's logits; with tta, those of the confidences averaged over each
+        image and its mirror."""
+        logits = self._logits(batch)
+        if self.multi_label:
+            return torch.logit(logits.sigmoid().view(2, len(batch), -1).mean(0), eps=1e-7) if self.config.tta else logits
+        log_probabilities = logits.log_softmax(dim=1)
         if not self.config.tta:
             return log_probabilities
         return log_probabilities.view(2, len(batch), -1).logsumexp(0) - math.log(2)
@@ -131,6 +151,15 @@ class Classifier:
         values, indices = probabilities.topk(min(k, probabilities.numel()))
         return [(self.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
 
+    def labels(self, probabilities: torch.Tensor, k: int) -> list:
+        """The image's labels, [(name, confidence), ...] best first, at most k: its top k, or a multi-label model's
+        classes at or above their thresholds (none, one or several)."""
+        if not self.multi_label:
+            return self.top_k(probabilities, k)
+        above = torch.nonzero(probabilities >= self.thresholds).flatten()
+        order = above[probabilities[above].argsort(descending=True)][:k].tolist()
+        return [(self.class_names[i], float(probabilities[i])) for i in order]
+
 
 @dataclass
 class ModelSource:
@@ -141,7 +170,7 @@ class ModelSource:
     description: str
     identity: str  # names the weights in the on-disk engine cache
     build: Callable[[], nn.Module]  # the float model with its weights, eval mode, batch norms folded
-    fitted_temperature: float | None = None
+    head: OutputHead = OutputHead()
 
 
 def _source(config: InferConfig) -> ModelSource:
@@ -158,8 +187,9 @@ def _source(config: InferConfig) -> ModelSource:
                 raise ConfigError(f"Weight file {weight_file} does not fit {spec.model_name}: {exc}") from None
             return fold_batch_norms(model.eval())
 
+        head = OutputHead(spec.multi_label, spec.temperature, tuple(spec.thresholds) if spec.thresholds else None)
         return ModelSource(spec.class_names, spec.preprocessing, f"{spec.model_name} from {weight_file}",
-                           f"file:{file_sha256(weight_file)}", build, spec.temperature)
+                           f"file:{file_sha256(weight_file)}", build, head)
     model_name = config.model_name
     entry = resolve_weights(model_name, config.weights)
     class_names = list(entry.meta["categories"])
@@ -269,15 +299,28 @@ def _load(request: ModelRequest) -> LoadedModel:
         runner = TorchRunner(source.build().to(request.device, memory_format=torch.channels_last), request.device)
     # The explainer reads the weights again if it is ever used: holding `source` (a checkpoint's state dict)
     # for it would keep a second copy of every cached model in memory.
-    return LoadedModel(runner, source.class_names, source.preprocessing, source.description, source.fitted_temperature,
+    return LoadedModel(runner, source.class_names, source.preprocessing, source.description, source.head,
                        Explainer(lambda: _source(config).build(), request.device))
 
 
 def _temperature(loaded: LoadedModel, config: InferConfig) -> float:
     if not config.calibrated_confidence:
         return 1.0
-    if loaded.fitted_temperature is not None:
-        return loaded.fitted_temperature
+    if loaded.head.fitted_temperature is not None:
+        return loaded.head.fitted_temperature
     if not is_valid_temperature(config.temperature):
         raise ConfigError(f"temperature must be a positive number, got {config.temperature}")
     return config.temperature
+
+
+def _thresholds(head: OutputHead, config: InferConfig, temperature: float, count: int) -> torch.Tensor | None:
+    """A multi-label model's label threshold of each class on confidences at `temperature`: config.threshold
+    for every class, else the run's own, moved from the temperature they were tuned at (the same logit: the same
+    labels, whatever the confidences shown)."""
+    if not head.multi_label:
+        return None
+    if config.threshold is not None:
+        return torch.full((count,), float(config.threshold))
+    tuned = torch.tensor(head.thresholds or [0.5] * count, dtype=torch.float64)
+    logits = torch.logit(tuned, eps=1e-7) * (head.fitted_temperature or 1.0)
+    return (logits / temperature).sigmoid().float()

@@ -13,7 +13,7 @@ from ..common.errors import ConfigError
 from ..common.models import DEFAULT_MODEL, MODEL_NAMES, offered_weights, resolve_model_name
 from ..common.preprocess import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from ..common.runtime import PRECISIONS, device_option
-from ..common.schema import ADVANCED, FILE, FOLDER, SIZE, Schema, alias, option
+from ..common.schema import ADVANCED, AUTO_NUMBER, FILE, FOLDER, SIZE, Schema, alias, option
 from ..common.temperature import TEMPERATURE_RANGE
 from .engines import ENGINES
 from .explain import EXPLAIN_METHODS, NO_EXPLANATION
@@ -36,6 +36,10 @@ class InferConfig:
         "", "Class file", "One class name a line; overrides the checkpoint's names (same count).",
         kind=FILE, file_filter="Text file (*.txt)", defines_model=True)
     top_k: int = option(5, "Labels drawn (top-k)", "Labels drawn on the image (0 = none); results hold every class.", low=0, high=1000)
+    threshold: float | None = option(
+        None, "Label threshold", "Multi-label models: a class is one of the image's labels from this confidence on "
+        "(auto: each class's own, tuned on its run's validation images); the labels drawn are those, top_k at most.",
+        kind=AUTO_NUMBER, low=0.0, high=1.0, decimals=3)
     explain: str = option(
         NO_EXPLANATION, "Explanation heatmap", "Where the top-1 class's evidence lies (class activation map), "
         "on image output 4; none: no map, no cost. eigencam is class-agnostic.", choices=EXPLAIN_METHODS)

@@ -29,24 +29,33 @@ def format_label(name: str, confidence: float) -> str:
     return f"{name}: {confidence:.2f}"
 
 
-def draw_labels(image, lines) -> np.ndarray:
-    """RGB uint8 copy of `image` with `lines` written top-left on a translucent box."""
+def draw_labels(image, lines, boxes=None) -> np.ndarray:
+    """RGB uint8 copy of `image` with `lines` written top-left on a translucent box; with `boxes`
+    ((left, top, right, bottom) of regions), each region's list of lines inside its own top-left corner instead."""
     canvas = to_display_rgb(image)
-    if not lines:
+    if boxes is not None:
+        for box, region_lines in zip(boxes, lines):  # below Ikomia's own label of the region, on its top edge
+            font_px = font_size_for(box[3] - box[1], box[2] - box[0])
+            _write(canvas, region_lines, box[0], min(box[1] + font_px + 2, canvas.shape[0] - 1), font_px)
         return canvas
-    height, width = canvas.shape[:2]
-    font = _font(font_size_for(height, width))
+    _write(canvas, lines, 0, 0, font_size_for(*canvas.shape[:2]))
+    return canvas
+
+
+def _write(canvas: np.ndarray, lines, left: int, top: int, font_px: int) -> None:
+    if not lines:
+        return
+    font = _font(font_px)
     margin = max(1, font.size // 4)
-    boxes = [font.getbbox(line) for line in lines]
-    line_height = max(b[3] for b in boxes) + margin
-    box_width = max(b[2] for b in boxes) + 2 * margin
-    box_height = line_height * len(lines) + margin
+    extents = [font.getbbox(line) for line in lines]
+    line_height = max(b[3] for b in extents) + margin
+    box_width = min(max(b[2] for b in extents) + 2 * margin, canvas.shape[1] - left)
+    box_height = min(line_height * len(lines) + margin, canvas.shape[0] - top)
     # Only the box region is blended and drawn on: a 10000 px image is never converted or copied whole again.
-    region = canvas[:box_height, :box_width].astype(np.float32)
+    region = canvas[top : top + box_height, left : left + box_width].astype(np.float32)
     region = region * (1.0 - BOX_OPACITY) + BOX_OPACITY * np.asarray(BOX_COLOR, dtype=np.float32)
     box = Image.fromarray(region.round().astype(np.uint8))
     draw = ImageDraw.Draw(box)
     for row, line in enumerate(lines):
         draw.text((margin, margin + row * line_height), line, font=font, fill=TEXT_COLOR)
-    canvas[:box_height, :box_width] = np.asarray(box)
-    return canvas
+    canvas[top : top + box_height, left : left + box_width] = np.asarray(box)

@@ -38,7 +38,8 @@ def plot_confusion_matrix(matrix, class_names, path: str, title: str = "Validati
 
 
 def plot_reliability_diagram(reliability: dict, temperature: float, path: str,
-                             title: str = "Reliability diagram (validation, best epoch)") -> None:
+                             title: str = "Reliability diagram (validation, best epoch)",
+                             confidence_label: str = "confidence of the top-1 class") -> None:
     """Accuracy against confidence per bin, before and after temperature scaling, with each one's ECE;
     the bars below count the samples per bin. A calibrated model follows the diagonal."""
     plt = _pyplot()
@@ -46,7 +47,7 @@ def plot_reliability_diagram(reliability: dict, temperature: float, path: str,
                                                     gridspec_kw={"height_ratios": (3, 1)})
     curve_axes.plot((0, 1), (0, 1), color="gray", linestyle="--", label="perfect calibration")
     centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
-    for key, label, colour in (("raw", "raw softmax", "tab:red"), ("calibrated", f"T = {temperature:.2f}", "tab:blue")):
+    for key, label, colour in (("raw", "raw (T = 1)", "tab:red"), ("calibrated", f"T = {temperature:.2f}", "tab:blue")):
         bins = reliability[key]
         used = np.asarray(bins["count"]) > 0
         ece = expected_calibration_error_of_bins(bins)
@@ -57,10 +58,15 @@ def plot_reliability_diagram(reliability: dict, temperature: float, path: str,
     curve_axes.set(ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1.01))
     curve_axes.legend(loc="best")
     curve_axes.grid(alpha=0.3)
-    count_axes.set(xlabel="confidence of the top-1 class", ylabel="images")
+    count_axes.set(xlabel=confidence_label, ylabel="images")
     figure.tight_layout()
     _save_figure(figure, path)
     plt.close(figure)
+
+
+# The accuracy curves drawn, by metric: a single-label run has top-1 (and top-5), a multi-label run mAP and exact match.
+ACCURACY_CURVES = (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5"),
+                   ("train_exact_match", "train exact match"), ("val_mAP", "val mAP"), ("val_exact_match", "val exact match"))
 
 
 def plot_training_curves(history: list, path: str) -> None:
@@ -70,10 +76,9 @@ def plot_training_curves(history: list, path: str) -> None:
     loss_axes.plot(epochs, [r["train_loss"] for r in history], label="train")
     loss_axes.plot(epochs, [r["val_loss"] for r in history], label="val")
     loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
-    accuracy_axes.plot(epochs, [r["train_top1"] for r in history], label="train top-1")
-    accuracy_axes.plot(epochs, [r["val_top1"] for r in history], label="val top-1")
-    if all("val_top5" in r for r in history):
-        accuracy_axes.plot(epochs, [r["val_top5"] for r in history], label="val top-5")
+    for key, label in ACCURACY_CURVES:
+        if all(key in r for r in history):
+            accuracy_axes.plot(epochs, [r[key] for r in history], label=label)
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.01))
     for axes in (loss_axes, accuracy_axes):
         axes.legend()
@@ -108,11 +113,35 @@ def worst_predictions_figure(worst: list, items: list, class_names, title: str):
     for axes, sample in zip(grid.flat, worst):
         image_path, _ = items[sample["index"]]
         axes.imshow(_thumbnail(to_display_rgb(read_image(image_path)), round(cell_width * FIGURE_DPI)))
-        truth, guess = class_names[sample["label"]], class_names[sample["predicted"]]
-        axes.set_title(f"true {truth}\npredicted {guess} ({sample['confidence']:.0%})", fontsize=10,
+        truth, guess = _names(sample["label"], class_names), _names(sample["predicted"], class_names)
+        confidence = f" ({sample['confidence']:.0%})" if "confidence" in sample else ""
+        axes.set_title(f"true {truth}\npredicted {guess}{confidence}", fontsize=10,
                        color="black" if truth == guess else "firebrick")
     figure.suptitle(title)
     return figure
+
+
+def _names(label, class_names) -> str:
+    """A class's name, or a multi-label image's names joined ("-" for none)."""
+    if isinstance(label, (list, tuple)):
+        return ";".join(class_names[i] for i in label) or "-"
+    return class_names[label]
+
+
+def plot_precision_recall(curves: dict, path: str, title: str = "Precision-recall curves (validation, best epoch)") -> None:
+    """Each class's precision against recall (a multi-label model's), with its average precision in the legend
+    (up to 20 classes named)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.5, 5.5))
+    for index, (name, curve) in enumerate(curves.items()):
+        axes.plot(curve["recall"], curve["precision"], linewidth=1.2, label=f"{name} (AP {curve['ap']:.3f})" if index < 20 else None)
+    axes.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    axes.grid(alpha=0.3)
+    if curves:
+        axes.legend(loc="lower left", fontsize=8, ncol=2)
+    figure.tight_layout()
+    _save_figure(figure, path)
+    plt.close(figure)
 
 
 def _gallery_margins(width: float, height: float) -> dict:

@@ -26,6 +26,7 @@ class CheckpointMetadata:
     class_names: list
     preprocessing: Preprocessing
     train_params: dict  # {setting: stored string} of the run's TrainConfig: TRAIN_SCHEMA.stored(config)
+    multi_label: bool = False  # a sigmoid a class, each with its threshold
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrainingState:
     best: dict | None = None  # scalar metrics of the best epoch
     stale: int = 0  # epochs since the best one
     temperature: float = 1.0  # fitted on the last validated epoch (common/temperature.py); inference divides logits by it
+    thresholds: list | None = None  # a multi-label model's, tuned on the last validated epoch (at `temperature`)
 
     def start_batch(self, epoch: int) -> int:
         return self.batch if epoch == self.epoch else 0
@@ -69,10 +71,11 @@ def history_row(metrics: dict) -> dict:
 
 
 def is_better(metrics: dict, best: dict | None) -> bool:
-    """Higher validation top-1 wins; on a tie, lower validation loss."""
+    """Higher validation top-1 (a multi-label model's: mAP) wins; on a tie, lower validation loss."""
     if best is None:
         return True
-    return (metrics["val_top1"], -metrics["val_loss"]) > (best["val_top1"], -best["val_loss"])
+    key = "val_mAP" if "val_mAP" in metrics else "val_top1"
+    return (metrics[key], -metrics["val_loss"]) > (best[key], -best["val_loss"])
 
 
 class CheckpointKeeper:
@@ -103,6 +106,7 @@ class CheckpointKeeper:
         improved = is_better(metrics, state.best)
         state.epoch, state.batch = metrics["epoch"], 0
         state.temperature = metrics["val_temperature"]
+        state.thresholds = metrics.get("val_thresholds")
         state.history.append(history_row(metrics))
         if improved:
             state.best, state.stale = scalars(metrics), 0
@@ -143,6 +147,7 @@ class CheckpointKeeper:
             stale=state.stale,
             temperature=state.temperature,
             train_params=metadata.train_params,
+            **({"multi_label": True, "thresholds": state.thresholds} if metadata.multi_label else {}),
             **averaged,
         )
 
@@ -175,6 +180,7 @@ class CheckpointKeeper:
             best=self._carry_over_best(path, data.get("best")),
             stale=int(data.get("stale", 0)),
             temperature=float(data.get("temperature", 1.0)),
+            thresholds=data.get("thresholds"),
         )
 
     def _check_resumable(self, path: str, data) -> None:
@@ -191,6 +197,9 @@ class CheckpointKeeper:
                     f"resume file {path} was trained with {name} '{had}', "
                     f"this run asks for '{wanted}': they must match to continue"
                 )
+        if bool(data.get("multi_label", False)) != self.metadata.multi_label:
+            raise CheckpointError(f"resume file {path} is a {'multi' if data.get('multi_label') else 'single'}-label model: "
+                                  "multi_label must be what it was")
         if list(data["class_names"]) != list(self.metadata.class_names):
             raise CheckpointError(f"resume file {path} was trained on other classes: {', '.join(data['class_names'])}")
 

@@ -13,11 +13,6 @@ IMBALANCE_RATIO = 10
 SMALLEST_LOGGED = 3
 
 
-def images_per_class(labels, num_classes: int) -> list:
-    """Images of each label, in label order."""
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()
-
-
 def balanced_class_weights(labels, num_classes: int) -> np.ndarray:
     """scikit-learn's "balanced" weight of each label (n_images / (n_classes * n_images_of_label)).
 

@@ -13,6 +13,7 @@ from ..common.schema import ADVANCED, BOOL, FILE, FOLDER, SIZE, TEXT, Legacy, Sc
 from .distributed import ALL_PROCESSES, parse_gpus, parse_processes
 
 TRAIN_MODES = ("fine_tune", "feature_extract", "scratch")
+MULTI_LABEL_CHOICES = ("auto", "True", "False")
 AUGMENTATIONS = ("none", "trivialaugment", "randaugment", "augmix")  # torchvision.transforms.v2's policies
 OPTIMIZERS = ("sgd", "adamw")
 CLASS_BALANCES = ("none", "weighted_loss", "balanced_sampling")
@@ -34,6 +35,10 @@ class TrainConfig:
         "", "Label file", "Instead of class folders: a CSV (path,label[,split] header) or JSON Lines file listing "
         "each image and its class; paths relative to the file's folder. Wins over dataset_folder.",
         kind=FILE, file_filter="Label file (*.csv *.tsv *.jsonl *.ndjson)")
+    multi_label: str = option(
+        "auto", "Several labels an image", "True: a sigmoid a class (an image may hold several classes, or none), "
+        "each class's threshold tuned on the validation images; auto: True for a label file with a labels column "
+        "(names separated by ;) or an image with other than one label.", choices=MULTI_LABEL_CHOICES)
     model_name: str = option(
         DEFAULT_MODEL, "Model", "ResNeXt variant; aliases resnext50, resnext101 (= 32x8d).",
         choices=MODEL_NAMES, parse_with=resolve_model_name)
@@ -128,21 +133,26 @@ class TrainConfig:
         "", "Resume from", "A last.pth or best.pth to continue from.", kind=FILE, file_filter="PyTorch checkpoint (*.pth)", group=ADVANCED)
     run_name: str = option("", "Run name", "Name of the run folder (empty: date and time).", group=ADVANCED)
     test_folder: str = option(
-        "", "Test folder", "A labelled folder (<class>/ or val/<class>/) the best checkpoint is scored on once "
-        "training ends, as python -m resnext_core.evaluate scores it: the run folder's test/ gets evaluation.json and "
-        "its pictures, MLflow the test metrics. Empty: none.", kind=FOLDER, group=ADVANCED)
+        "", "Test folder", "A labelled folder (<class>/ or val/<class>/) or label file the best checkpoint is scored on "
+        "once training ends, by python -m resnext_core.evaluate's own code: the run folder's test/ gets evaluation.json "
+        "and its pictures, MLflow the test metrics. Empty: none.", kind=FOLDER, group=ADVANCED)
 
     def __post_init__(self) -> None:
         """Checked once, as the config is made (parsed from the stored strings, or built in code); read-only after."""
         object.__setattr__(self, "model_name", resolve_model_name(self.model_name))
         for name, choices in (("train_mode", TRAIN_MODES), ("optimizer", OPTIMIZERS), ("class_balance", CLASS_BALANCES),
-                              ("augment", AUGMENTATIONS)):
+                              ("augment", AUGMENTATIONS), ("multi_label", MULTI_LABEL_CHOICES)):
             if getattr(self, name) not in choices:  # a config built in code skips the schema's parsing
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got '{getattr(self, name)}'")
         if self.pretrained:
             resolve_weights(self.model_name, self.weights)
         elif self.train_mode == "feature_extract":
             raise ConfigError("train_mode 'feature_extract' needs pretrained weights (weights is 'none')")
+
+    @property
+    def multi_label_setting(self):
+        """multi_label as the dataset readers take it: "auto", True or False."""
+        return {"true": True, "false": False}.get(self.multi_label.lower(), "auto")
 
     @property
     def pretrained(self) -> bool:

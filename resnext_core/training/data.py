@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2 as T
 
-from ..common.errors import ImageError
+from ..common.errors import ConfigError, ImageError
 from ..common.models import resolve_weights
 from ..common.preprocess import Preprocessing, image_to_tensor
 from ..common.run_folder import evenly_spread
@@ -15,7 +15,7 @@ from ..data.datasets import training_split
 from ..data.decode import PixelsNeeded, read_image
 from ..data.loading import ItemImages, UnreadableFiles, collate
 from . import distributed
-from .class_balance import image_sampling_weights, images_per_class, imbalance_warnings, smallest_classes_line
+from .class_balance import image_sampling_weights, imbalance_warnings, smallest_classes_line
 from .config import MAX_AUTO_WORKERS, TrainConfig
 from ..common.world import SINGLE, World, cores_per_process
 
@@ -103,7 +103,8 @@ class ReportingLoader:
         for batch in self.loader:
             if batch.unreadable:
                 self.on_unreadable(batch.unreadable)
-            yield batch.images, torch.where(batch.read, batch.labels, UNREAD)
+            read = batch.read.view(-1, *([1] * (batch.labels.dim() - 1)))  # a multi-label row's every entry
+            yield batch.images, torch.where(read, batch.labels, UNREAD)
 
 
 class RunBatches(torch.utils.data.Sampler):
@@ -141,10 +142,13 @@ def loader_workers(requested: int | None, device: torch.device, world: World = S
     return min(MAX_AUTO_WORKERS, max(1, cores_per_process(world) - 1))
 
 
-def sampling_weights(config: TrainConfig, train_labels: list, num_classes: int):
+def sampling_weights(config: TrainConfig, train_labels, num_classes: int):
     """Per-image weights for class_balance balanced_sampling, else None (each image once an epoch)."""
     if config.class_balance != "balanced_sampling":
         return None
+    if getattr(train_labels, "multi_label", False):
+        raise ConfigError("class_balance balanced_sampling draws images by their class, and a multi-label image has "
+                          "several or none: use weighted_loss (each class's positive weight) for a multi-label dataset")
     return image_sampling_weights(train_labels, num_classes)
 
 
@@ -155,7 +159,9 @@ class TrainingData:
 
     def __init__(self, config: TrainConfig, device: torch.device, world: World = SINGLE, log=print):
         self.config, self.device, self.world = config, device, world
-        self.split = training_split(config.dataset_folder, config.label_file, config.val_split, config.seed)
+        self.split = training_split(config.dataset_folder, config.label_file, config.val_split, config.seed,
+                                    config.multi_label_setting)
+        self.multi_label = self.split.multi_label
         for warning in self.split.warnings:
             log(f"warning: {warning}")
         if self.split.skipped:
@@ -163,9 +169,10 @@ class TrainingData:
         self.log = log
         self.unreadable = UnreadableFiles(len(self.split.train) + len(self.split.val), config.unreadable_limit)
         self.class_names = self.split.class_names
-        self.train_labels = self.split.train.labels
-        self.train_counts = images_per_class(self.split.train.labels, len(self.class_names))
-        self.val_counts = images_per_class(self.split.val.labels, len(self.class_names))
+        # Class indices, or a multi-label dataset's item list (its label sets): what class balance reads.
+        self.train_labels = self.split.train if self.multi_label else self.split.train.labels
+        self.train_counts = self.split.train.class_counts(len(self.class_names)).tolist()
+        self.val_counts = self.split.val.class_counts(len(self.class_names)).tolist()
         log(smallest_classes_line(self.class_names, self.train_counts))
         for warning in imbalance_warnings(self.class_names, self.train_counts, config.class_balance != "none"):
             log(f"warning: {warning}")
@@ -176,7 +183,8 @@ class TrainingData:
         augment = TrainTransform(self.preprocessing, config.min_crop_scale, config.hflip, config.augment,
                                  config.random_erasing)
         # One for the run (each epoch only resamples); an unreadable image is replaced: batches keep their size.
-        self._train_set = ItemImages(self.split.train, augment, augment.pixels_needed, replace_unreadable=True)
+        self._train_set = ItemImages(self.split.train, augment, augment.pixels_needed, replace_unreadable=True,
+                                     num_classes=len(self.class_names))
         self._run_batches = RunBatches(self.epoch_batches)
         self._train_loader = self._val_loader = None  # made at first use, kept until close()
 
@@ -209,14 +217,14 @@ class TrainingData:
         cannot be read is labelled UNREAD."""
         if self._val_loader is None:
             items = distributed.val_shard(self.split.val, self.world)
-            dataset = evaluation_images(items, self.preprocessing)
+            dataset = evaluation_images(items, self.preprocessing, len(self.class_names))
             self._val_loader = self._loader(dataset, batch_size=max(self.batch_size, 32))
         return self._val_loader
 
     def evaluation_loader(self, items, on_unreadable) -> ReportingLoader:
         """Another labelled set (a test set: its labels the model's indices) read as the validation set is, in this
         process; its unreadable files go to on_unreadable, not into the run's count."""
-        loader = torch.utils.data.DataLoader(evaluation_images(items, self.preprocessing), collate_fn=collate,
+        loader = torch.utils.data.DataLoader(evaluation_images(items, self.preprocessing, len(self.class_names)), collate_fn=collate,
                                              batch_size=max(self.batch_size, 32))
         return ReportingLoader(loader, on_unreadable)
 
@@ -252,7 +260,7 @@ class TrainingData:
         return images
 
 
-def evaluation_images(items, preprocessing: Preprocessing) -> ItemImages:
+def evaluation_images(items, preprocessing: Preprocessing, num_classes: int) -> ItemImages:
     """Labelled images read as inference reads them (decoded at the size its resize needs), none replaced."""
     return ItemImages(items, preprocessing, PixelsNeeded.for_resize(preprocessing.resize_size),
-                      blank_size=preprocessing.crop_size)
+                      blank_size=preprocessing.crop_size, num_classes=num_classes)

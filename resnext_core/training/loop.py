@@ -22,10 +22,11 @@ from ..common.anatomy import is_classifier_parameter, replace_classifier
 from ..common.errors import ConfigError
 from ..common.models import build_model, load_pretrained_state_dict, resolve_weights
 from ..common.runtime import autocast
-from ..common.scoring import score
+from ..common.scoring import score, score_multi_label
 from . import distributed
 from .class_balance import balanced_class_weights
 from .config import TrainConfig
+from .multi_label import LabelVectorMix, SmoothedBinaryCrossEntropy, exact_matches, positive_weights
 from ..common.world import SINGLE, World
 
 
@@ -34,15 +35,17 @@ class EpochStats:
     """What train_one_epoch returns; when stopped, only `batch` (batches completed) is meaningful."""
 
     loss: float = 0.0
-    top1: float = 0.0
+    accuracy: float = 0.0  # top-1, or for a multi-label model the exact-match ratio at confidence 1/2
     images_per_second: float = 0.0
     lr: float = 0.0
     stopped: bool = False
     batch: int = 0
     images: int = 0  # trained on by this process
+    accuracy_name: str = "top1"
 
     def as_metrics(self) -> dict:
-        return {"train_loss": self.loss, "train_top1": self.top1, "images_per_second": self.images_per_second, "lr": self.lr}
+        return {"train_loss": self.loss, f"train_{self.accuracy_name}": self.accuracy,
+                "images_per_second": self.images_per_second, "lr": self.lr}
 
 
 @dataclass
@@ -61,6 +64,11 @@ class TrainingSetup:
     ema: torch.optim.swa_utils.AveragedModel | None = None  # the moving average of `model`'s weights, if asked for
     mix: Callable | None = None  # (images, labels) -> (mixed images, soft targets): MixUp and/or CutMix
     accumulation_steps: int = 1  # batches whose gradients add up before each optimizer step
+    multi_label: bool = False  # a sigmoid a class (multi_label.py), labels as 0/1 vectors
+
+    def hits(self, logits: torch.Tensor, labels: torch.Tensor) -> int:
+        """Images of the batch predicted right: top-1, or for a multi-label model every label at confidence 1/2."""
+        return exact_matches(logits, labels) if self.multi_label else int((logits.argmax(1) == labels).sum())
 
     @property
     def evaluated_model(self) -> nn.Module:
@@ -136,8 +144,10 @@ def batch_mixer(config: TrainConfig, num_classes: int) -> Callable | None:
 
 
 def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_per_epoch: int,
-                train_labels: list, world: World = SINGLE) -> TrainingSetup:
-    """steps_per_epoch: the epoch's batches (an optimizer step takes accumulation_steps of them)."""
+                train_labels, world: World = SINGLE) -> TrainingSetup:
+    """steps_per_epoch: the epoch's batches (an optimizer step takes accumulation_steps of them). train_labels: the
+    training images' class indices, or for a multi-label model their ItemList (data/items.py)."""
+    multi_label = bool(getattr(train_labels, "multi_label", False))
     model = build_classifier(config, num_classes, device, world)
     optimizer = build_optimizer(model, config)
     optimizer_steps = math.ceil(steps_per_epoch / config.accumulation_steps)  # an epoch's steps of the schedule
@@ -145,22 +155,33 @@ def build_setup(config: TrainConfig, num_classes: int, device, amp_dtype, steps_
         optimizer, warmup_cosine(optimizer_steps * config.epochs, int(optimizer_steps * config.warmup_epochs))
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    criterion = nn.CrossEntropyLoss(weight=loss_class_weights(config, train_labels, num_classes, device),
-                                    label_smoothing=config.label_smoothing)
+    weights = loss_class_weights(config, train_labels, num_classes, device)
     # Validation loss stays unweighted, as in most references: it then measures the same thing whatever
     # class_balance is, so runs with and without balancing (and older runs) compare on it, and it does not
     # depend on the training set's class sizes. Per-class recall and macro F1 show what balancing changes.
-    val_criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    return TrainingSetup(model, optimizer, scheduler, scaler, criterion, val_criterion, device, amp_dtype,
+    if multi_label:
+        criterion = SmoothedBinaryCrossEntropy(config.label_smoothing, weights)
+        val_criterion = SmoothedBinaryCrossEntropy(config.label_smoothing)
+        mix = LabelVectorMix(config.mixup, config.cutmix) if config.mixup or config.cutmix else None
+    else:
+        criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+        val_criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        mix = batch_mixer(config, num_classes)
+    return TrainingSetup(model, optimizer, scheduler, scaler, criterion.to(device), val_criterion, device, amp_dtype,
                          distributed.wrap_model(model, device, world), ema_of(model, config.ema) if config.ema else None,
-                         batch_mixer(config, num_classes), config.accumulation_steps)
+                         mix, config.accumulation_steps, multi_label)
 
 
-def loss_class_weights(config: TrainConfig, train_labels: list, num_classes: int, device) -> torch.Tensor | None:
-    """Inverse class frequencies for class_balance weighted_loss, else None (every class weighs 1)."""
+def loss_class_weights(config: TrainConfig, train_labels, num_classes: int, device) -> torch.Tensor | None:
+    """For class_balance weighted_loss: inverse class frequencies, or for a multi-label model each class's
+    positive weight (multi_label.positive_weights); else None (every class weighs 1)."""
     if config.class_balance != "weighted_loss":
         return None
-    return torch.tensor(balanced_class_weights(train_labels, num_classes), dtype=torch.float32, device=device)
+    if getattr(train_labels, "multi_label", False):
+        weights = positive_weights(train_labels.class_counts(num_classes), len(train_labels))
+    else:
+        weights = balanced_class_weights(train_labels, num_classes)
+    return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
 def _never() -> bool:
@@ -215,46 +236,52 @@ def train_one_epoch(setup: TrainingSetup, loader, *, epoch: int, start_batch: in
             if setup.ema is not None:
                 setup.ema.update_parameters(setup.model)
         batch_loss = loss.item()
-        total_loss += batch_loss * labels.numel()
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += labels.numel()
+        total_loss += batch_loss * len(labels)
+        correct += setup.hits(logits, labels)
+        seen += len(labels)
         batch += 1
         on_batch(batch, batch_loss)
     if should_stop():
         return EpochStats(stopped=True, batch=batch)
     return EpochStats(
         loss=total_loss / max(seen, 1),
-        top1=correct / max(seen, 1),
+        accuracy=correct / max(seen, 1),
         images_per_second=seen / max(time.perf_counter() - started, 1e-9),
         lr=scheduler.get_last_lr()[-1],
         batch=batch,
         images=seen,
+        accuracy_name="exact_match" if setup.multi_label else "top1",
     )
 
 
 def combine_ranks(stats: EpochStats, world: World) -> EpochStats:
     """The epoch's training figures over every rank's images (each rank's alone otherwise)."""
     loss_sum, correct, images, rate = distributed.sum_over_ranks(
-        [stats.loss * stats.images, stats.top1 * stats.images, stats.images, stats.images_per_second], world)
+        [stats.loss * stats.images, stats.accuracy * stats.images, stats.images, stats.images_per_second], world)
     images = max(images, 1)
-    return EpochStats(loss_sum / images, correct / images, rate, stats.lr, stats.stopped, stats.batch, int(images))
+    return EpochStats(loss_sum / images, correct / images, rate, stats.lr, stats.stopped, stats.batch, int(images),
+                      stats.accuracy_name)
 
 
 @torch.inference_mode()
 def predict(model, loader, device, amp_dtype, num_classes: int) -> tuple:
-    """(logits, labels) of the whole loader as float32 / int64 numpy arrays, in its order."""
+    """(logits, labels) of the whole loader as numpy arrays, in its order: float32 logits, and the labels as the
+    loader gives them (int64 class indices, or a multi-label model's N x C 0/1 vectors)."""
     model.eval()
-    all_logits, all_labels = [torch.empty(0, num_classes)], [torch.empty(0, dtype=torch.int64)]
+    all_logits, all_labels = [torch.empty(0, num_classes)], []
     for images, labels in loader:
         images = images.to(device, memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
             all_logits.append(model(images).float().cpu())
         all_labels.append(labels)
-    return torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
+    labels = torch.cat(all_labels) if all_labels else torch.empty(0, dtype=torch.int64)
+    return torch.cat(all_logits).numpy(), labels.numpy()
 
 
-def validation_metrics(logits, labels, criterion, class_names) -> dict:
-    """val_loss and score()'s report at the temperature fitted on these predictions (what the checkpoint stores),
-    each key prefixed with val_ (val_worst: indices into the scored rows)."""
+def validation_metrics(logits, labels, criterion, class_names, multi_label: bool = False) -> dict:
+    """val_loss and the scorer's report (score, or score_multi_label with each class's threshold tuned here) at the
+    temperature fitted on these predictions (what the checkpoint stores), each key prefixed with val_ (val_worst:
+    indices into the scored rows)."""
     val_loss = criterion(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in score(logits, labels, class_names).items()}}
+    report = score_multi_label(logits, labels, class_names) if multi_label else score(logits, labels, class_names)
+    return {"val_loss": val_loss, **{f"val_{k}": v for k, v in report.items()}}

@@ -13,7 +13,8 @@ from ..common.checkpoint import load_checkpoint
 from ..common.files import atomic_path, atomic_write_text
 from ..common.models import model_with_weights
 from ..common.onnx_export import INPUT_NAME, export_onnx_model, new_session
-from ..reports.plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves, plot_worst_predictions
+from ..reports.plots import (plot_confusion_matrix, plot_precision_recall, plot_reliability_diagram, plot_training_curves,
+                             plot_worst_predictions)
 from ..common.run_folder import QUANTIZATION_SAMPLE
 from .checkpoint_keeper import scalars
 
@@ -21,11 +22,21 @@ from .checkpoint_keeper import scalars
 CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG = (
     "confusion_matrix.png", "training_curves.png", "worst_predictions.png", "reliability_diagram.png")
 PICTURES = (CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, WORST_PREDICTIONS_PNG, RELIABILITY_DIAGRAM_PNG)
+PRECISION_RECALL_PNG = "precision_recall.png"  # a multi-label run's, in the confusion matrix's place
 CLASS_COUNTS_CSV = "class_counts.csv"
 CLASSES_TXT = "classes.txt"
 SKIPPED_FILES = "skipped_files.txt"
-BEST_REPORT_KEYS = ("epoch", "val_top1", "val_precision", "val_recall", "val_f1", "val_per_class", "val_confusion_matrix",
-                    "val_temperature", "val_ece", "val_ece_calibrated", "val_nll", "val_nll_calibrated")
+BEST_REPORT_KEYS = ("epoch", "val_top1", "val_mAP", "val_mAP_micro", "val_exact_match", "val_precision", "val_recall",
+                    "val_f1", "val_f1_micro", "val_per_class", "val_confusion_matrix", "val_thresholds", "val_temperature",
+                    "val_fitted_temperature", "val_ece", "val_ece_calibrated", "val_nll", "val_nll_calibrated")
+
+
+def picture_path(run_folder: str, picture: str) -> str:
+    """Where one of PICTURES lies in a run folder: a multi-label run has precision-recall curves for a confusion
+    matrix."""
+    if picture == CONFUSION_MATRIX_PNG and os.path.isfile(os.path.join(run_folder, PRECISION_RECALL_PNG)):
+        return os.path.join(run_folder, PRECISION_RECALL_PNG)
+    return os.path.join(run_folder, picture)
 
 
 class RunRecorder:
@@ -100,13 +111,19 @@ class RunRecorder:
             self.tensorboard.flush()
 
     def write_best_report(self, metrics: dict) -> None:
-        """best_metrics.json (per-class metrics, confusion matrix, calibration), confusion_matrix.png and
-        reliability_diagram.png of the best epoch."""
-        report = {k: metrics[k] for k in BEST_REPORT_KEYS}
+        """best_metrics.json (per-class metrics, confusion matrix or thresholds, calibration), confusion_matrix.png
+        (a multi-label run: precision_recall.png) and reliability_diagram.png of the best epoch."""
+        report = {k: metrics[k] for k in BEST_REPORT_KEYS if k in metrics}
         report["class_names"] = self.class_names
         atomic_write_text(json.dumps(report, indent=2), self.path("best_metrics.json"))
-        plot_confusion_matrix(metrics["val_confusion_matrix"], self.class_names, self.path(CONFUSION_MATRIX_PNG))
-        plot_reliability_diagram(metrics["val_reliability"], metrics["val_temperature"], self.path(RELIABILITY_DIAGRAM_PNG))
+        if "val_pr_curves" in metrics:
+            plot_precision_recall(metrics["val_pr_curves"], self.path(PRECISION_RECALL_PNG))
+            confidence = "confidence of each class"
+        else:
+            plot_confusion_matrix(metrics["val_confusion_matrix"], self.class_names, self.path(CONFUSION_MATRIX_PNG))
+            confidence = "confidence of the top-1 class"
+        plot_reliability_diagram(metrics["val_reliability"], metrics["val_temperature"], self.path(RELIABILITY_DIAGRAM_PNG),
+                                 confidence_label=confidence)
 
     def draw_epoch_pictures(self, metrics: dict, history: list, val_items: list) -> None:
         """training_curves.png and worst_predictions.png, redrawn after every epoch: a run can be watched."""

@@ -150,7 +150,8 @@ class Trainer:
                             data.train_labels, world)
         if world.rank:  # other random crops than rank 0's; the weights are rank 0's (DDP broadcasts them)
             torch.manual_seed(config.seed + world.rank)
-        metadata = CheckpointMetadata(config.model_name, data.class_names, data.preprocessing, TRAIN_SCHEMA.stored(config))
+        metadata = CheckpointMetadata(config.model_name, data.class_names, data.preprocessing, TRAIN_SCHEMA.stored(config),
+                                      data.multi_label)
         keeper = CheckpointKeeper(self.run_folder, setup.model, setup.optimizer, setup.scheduler, setup.scaler,
                                   metadata, keep_best=config.export_pth or config.export_onnx, writes=world.is_main,
                                   ema=setup.ema)
@@ -233,10 +234,11 @@ class Trainer:
         could not be read are left out (val_worst's indices still point into the validation items)."""
         logits, labels = predict(setup.evaluated_model, val_loader, self.device, self.amp_dtype, len(self.data.class_names))
         logits, labels = distributed.gather_val_shards(logits, labels, self.world)
-        read = np.flatnonzero(labels != UNREAD)
+        read = np.flatnonzero(labels.reshape(len(labels), -1)[:, 0] != UNREAD)
         if not len(read):
             raise DatasetError(f"No validation image of {self.data.split.source} could be read")
-        metrics = validation_metrics(logits[read], labels[read], setup.val_criterion, self.data.class_names)
+        metrics = validation_metrics(logits[read], labels[read], setup.val_criterion, self.data.class_names,
+                                     self.data.multi_label)
         for worst in metrics["val_worst"]:
             worst["index"] = int(read[worst["index"]])
         return metrics
@@ -265,10 +267,13 @@ class NoRecords:
 
 
 def _epoch_line(metrics: dict, epochs: int) -> str:
-    line = (
-        f"epoch {metrics['epoch']}/{epochs}: train loss {metrics['train_loss']:.4f} top-1 {100 * metrics['train_top1']:.1f}% | "
-        f"val loss {metrics['val_loss']:.4f} top-1 {100 * metrics['val_top1']:.1f}%"
-    )
-    if "val_top5" in metrics:
-        line += f" top-5 {100 * metrics['val_top5']:.1f}%"
+    if "val_mAP" in metrics:  # multi-label
+        line = (f"epoch {metrics['epoch']}/{epochs}: train loss {metrics['train_loss']:.4f} exact match "
+                f"{100 * metrics['train_exact_match']:.1f}% | val loss {metrics['val_loss']:.4f} mAP {metrics['val_mAP']:.3f} "
+                f"exact match {100 * metrics['val_exact_match']:.1f}%")
+    else:
+        line = (f"epoch {metrics['epoch']}/{epochs}: train loss {metrics['train_loss']:.4f} top-1 "
+                f"{100 * metrics['train_top1']:.1f}% | val loss {metrics['val_loss']:.4f} top-1 {100 * metrics['val_top1']:.1f}%")
+        if "val_top5" in metrics:
+            line += f" top-5 {100 * metrics['val_top5']:.1f}%"
     return line + f" F1 {metrics['val_f1']:.3f} | {metrics['images_per_second']:.0f} img/s"
