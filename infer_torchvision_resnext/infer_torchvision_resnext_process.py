@@ -3,13 +3,15 @@
 Its parameters are declared once, in resnext_core.inference.config.InferConfig (with the public plugin's names).
 """
 import copy
+import logging
 
 import numpy as np
 
 from ikomia import core, dataprocess
 
+from .resnext_core.common.errors import ResNeXtError
 from .resnext_core.common.preprocess import region_box
-from .resnext_core.inference.classifier import load_classifier
+from .resnext_core.inference.classifier import HeldClassifier
 from .resnext_core.inference.config import INFER_SCHEMA
 from .resnext_core.inference.drawing import draw_labels, format_label
 from .resnext_core.inference.explain import NO_EXPLANATION, explain, render
@@ -19,6 +21,7 @@ from .resnext_ikomia.param import SchemaParam
 # CClassificationTask's outputs are 0 the labelled image, 1 the region results, 2 graphics, 3 the result
 # table; ours comes after them, present even when empty: a workflow's connections do not move with `explain`.
 EXPLANATION_OUTPUT = 4
+LOGGER = logging.getLogger("ikomia.infer_torchvision_resnext")  # a child of Ikomia's: STUDIO's log
 
 
 class InferResNeXtParam(SchemaParam):
@@ -31,9 +34,20 @@ class InferResNeXt(dataprocess.CClassificationTask):
         self.set_param_object(InferResNeXtParam() if param is None else copy.deepcopy(param))
         self.add_output(dataprocess.CImageIO(core.IODataType.IMAGE, "Explanation (top-1 class heatmap)"))
         self._names = None  # the class names last given to Ikomia (a cached model keeps its list object)
+        self._classifier = HeldClassifier()
 
     def get_progress_steps(self):
         return 1
+
+    def init_long_process(self):
+        """STUDIO calls it as the task is added to a workflow: the model loads (its engine compiled or read from the
+        cache) then, instead of at the first image. Parameters not usable yet (a weight file still to choose) leave
+        it to the first run, which reports them."""
+        try:
+            self._classifier.get(self.get_param_object().config())
+        except ResNeXtError as exc:
+            LOGGER.info(f"infer_torchvision_resnext: the model loads at the first run ({exc})")
+        super().init_long_process()
 
     def run(self):
         self.begin_task_run()
@@ -44,18 +58,18 @@ class InferResNeXt(dataprocess.CClassificationTask):
         # Saved only when it holds a map: with outputs saved (run_on(folder=...)), the video writer fails on an
         # empty image output and stopped a video after its first frame.
         self.get_output(EXPLANATION_OUTPUT).auto_save = config.explain != NO_EXPLANATION
-        # Resolved on every run: a parameter change takes effect at once; unchanged ones hit the model cache.
-        classifier = load_classifier(config)
+        # A parameter changed, or a file rewritten, takes effect at once; unchanged, the last run's classifier serves.
+        classifier = self._classifier.get(config)
         if classifier.class_names is not self._names:  # 1000 names cross into C++ only when they change
             self.set_names(classifier.class_names)
             self._names = classifier.class_names
-        labelled = explained = None
+        image = self.get_input(0).get_image()  # a copy out of Ikomia: taken once
         if self.is_whole_image_classification():
-            labelled, explained = self._classify_whole_image(classifier, config)
+            labelled, explained = self._classify_whole_image(classifier, config, image)
         else:
-            labelled, explained = self._classify_regions(classifier, config)
+            labelled, explained = self._classify_regions(classifier, config, image)
         self.emit_step_progress()
-        self._make_input_forwardable()
+        self._make_input_forwardable(image)
         self.end_task_run()
         if labelled is not None:
             # end_task_run() forwards the input image to output 0: the labelled copy goes in after it.
@@ -63,18 +77,17 @@ class InferResNeXt(dataprocess.CClassificationTask):
         if explained is not None:
             self.get_output(EXPLANATION_OUTPUT).set_image(explained)
 
-    def _make_input_forwardable(self):
+    def _make_input_forwardable(self, image):
         """end_task_run() forwards the input image through OpenCV, which has no float16 kernels."""
-        image = self.get_input(0).get_image()
         if image.dtype == np.float16:
             self.get_input(0).set_image(image.astype(np.float32))
 
-    def _classify_whole_image(self, classifier, config):
+    def _classify_whole_image(self, classifier, config, image):
         """Sets the results; returns the image with the top-k labels drawn, and the explanation image or None."""
-        image = self.get_input(0).get_image()
         probabilities = classifier.predict([image])[0]
-        ranked = classifier.top_k(probabilities, probabilities.numel())  # every class: what Ikomia's table shows
-        self.set_whole_image_results([name for name, _ in ranked], [f"{confidence:.8g}" for _, confidence in ranked])
+        confidences, order = probabilities.sort(descending=True, stable=True)  # every class, best first: its table
+        names = classifier.class_names
+        self.set_whole_image_results([names[i] for i in order.tolist()], list(map("{:.8g}".format, confidences.tolist())))
         # The core's label is top-1 in a fixed small font; ours is the image's labels (its top-k, or a multi-label
         # model's classes above their thresholds, top_k at most), sized to the image.
         self.get_output(2).set_items([])
@@ -97,11 +110,10 @@ class InferResNeXt(dataprocess.CClassificationTask):
                 regions.append((item, box, image[top:bottom, left:right]))
         return regions
 
-    def _classify_regions(self, classifier, config):
+    def _classify_regions(self, classifier, config, image):
         """Adds each region's top-1 (Ikomia keeps one class a region); returns the image with a multi-label model's
         labels of each region drawn in it (or None: Ikomia draws the regions' classes), and the explanation image
         or None."""
-        image = self.get_input(0).get_image()
         regions = self._regions(image)
         if not regions:
             return None, None if config.explain == NO_EXPLANATION else render(image, [])

@@ -14,6 +14,7 @@ class SchemaParam(core.CWorkflowTaskParam):
     def __init__(self):
         core.CWorkflowTaskParam.__init__(self)
         self.values = self.schema.defaults()
+        self._parsed = (None, None)  # (the values last parsed, their config): a task parses once a change
 
     def set_values(self, params):
         self.values = self.schema.update(self.values, params)
@@ -22,5 +23,10 @@ class SchemaParam(core.CWorkflowTaskParam):
         return self.schema.with_legacy(self.values)
 
     def config(self):
-        """The typed config; a ConfigError names the parameter, what it expects and what it got."""
-        return self.schema.parse(self.values)
+        """The typed config (read-only: made once for these values); a ConfigError names the parameter, what it
+        expects and what it got."""
+        values, config = self._parsed
+        if values != self.values:
+            config = self.schema.parse(self.values)
+            self._parsed = (dict(self.values), config)
+        return config

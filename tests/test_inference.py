@@ -17,6 +17,7 @@ from resnext_core.common.runtime import resolve_precision
 from resnext_core.common.schema import Schema, option
 from resnext_core.inference.classifier import model_request
 from resnext_core.inference.config import INFER_SCHEMA
+from resnext_core.inference.drawing import format_label
 from resnext_core.inference.model_cache import MODEL_CACHE, ModelCache
 
 from conftest import run_python
@@ -74,6 +75,46 @@ def test_labels_legible_on_thumbnails_and_large_photos(imagenet_weights):
     top, bottom, _, right = changed_box(large, task.get_image_with_graphics())
     assert bottom - top >= 3 * 90 and right >= 400, "text grows with the image (about 1/30 of its side)"
     assert right < 4000 // 2
+
+
+def test_labels_are_drawn_as_pillow_draws_them_from_cached_pieces():
+    """The labels are composed of pieces rendered once (a name, a confidence): the same pixels as Pillow drawing
+    each whole line, on images of every size."""
+    from PIL import ImageDraw
+
+    from resnext_core.inference.drawing import BOX_COLOR, BOX_OPACITY, TEXT_COLOR, _font, draw_labels, font_size_for
+
+    lines = [format_label(name, confidence) for name, confidence in
+             (("tabby, tabby cat", 0.93), ("tiger cat", 0.041), ("Egyptian cat", 0.012), ("lynx, catamount", 0.0))]
+    for height, width in ((64, 64), (480, 640), (3000, 4000)):
+        image = textured_image(height, width)
+        font = _font(font_size_for(height, width))
+        margin = max(1, font.size // 4)
+        line_height = max(font.getbbox(line)[3] for line in lines) + margin
+        box_width = max(font.getbbox(line)[2] for line in lines) + 2 * margin
+        box_height = line_height * len(lines) + margin
+        expected = image.copy()
+        region = expected[:box_height, :box_width].astype(np.float32) * (1 - BOX_OPACITY) + BOX_OPACITY * np.array(BOX_COLOR)
+        box = Image.fromarray(region[: height, : width].round().astype(np.uint8))
+        for row, line in enumerate(lines):
+            ImageDraw.Draw(box).text((margin, margin + row * line_height), line, font=font, fill=TEXT_COLOR)
+        expected[:box_height, :box_width] = np.asarray(box)
+        drawn = draw_labels(image, lines)
+        assert np.abs(drawn.astype(int) - expected.astype(int)).max() <= 1, (height, width)
+
+
+def test_studios_init_long_process_loads_the_model_before_the_first_run(imagenet_weights):
+    import sys
+
+    _, task = new_task()
+    cache = sys.modules["infer_torchvision_resnext.resnext_core.inference.model_cache"].MODEL_CACHE
+    cache.clear()
+    task.init_long_process()
+    assert len(cache) == 1, "loaded as the task is added, as STUDIO adds it"
+    run_on_array(task, textured_image(60, 80))
+    assert len(cache) == 1 and len(results(task)) == 1000
+    _, unset = new_task(params={"dataset": "Custom"})
+    unset.init_long_process()  # no weight file yet: the first run says so, adding the task does not fail
 
 
 def test_top_k_and_other_parameter_changes_take_effect(imagenet_weights):

@@ -175,7 +175,7 @@ class Preprocessing:
         # Mixed uint8/float crops are brought to float before stacking.
         if len({c.dtype for c in crops}) > 1:
             crops = [F.to_dtype(c, torch.float32, scale=True) for c in crops]
-        return self.normalize(torch.stack(crops))
+        return self.normalize(crops[0].unsqueeze(0) if len(crops) == 1 else torch.stack(crops))
 
 
 def region_box(x: float, y: float, width: float, height: float, image_height: int, image_width: int):

@@ -89,7 +89,7 @@ class Classifier:
 
     def __init__(self, loaded: LoadedModel, config: InferConfig, device: torch.device, dtype: torch.dtype):
         self.config = config
-        self.runner = loaded.runner
+        self.loaded = loaded
         self.explainer = loaded.explainer
         self.class_names = loaded.class_names
         self.description = loaded.description
@@ -100,6 +100,11 @@ class Classifier:
         self.multi_label = loaded.head.multi_label
         # Each class's label threshold on the confidences shown: config.threshold, else the run's tuned ones.
         self.thresholds = _thresholds(loaded.head, config, self.temperature, len(self.class_names))
+
+    @property
+    def runner(self):
+        """The loaded model's runner (read at each use: a task holds its classifier between runs)."""
+        return self.loaded.runner
 
     @property
     def engine(self) -> str:
@@ -286,7 +291,31 @@ def load_classifier(config: InferConfig | None = None, **fields) -> Classifier:
     config = dataclasses.replace(config or InferConfig(), **fields)
     request = model_request(config)
     loaded = MODEL_CACHE.get(request.key, lambda: _load(request))
-    return Classifier(loaded, config, request.device, request.dtype)
+    classifier = Classifier(loaded, config, request.device, request.dtype)
+    classifier.key = request.key
+    return classifier
+
+
+class HeldClassifier:
+    """A task's classifier between its runs: load_classifier(config)'s, reused while the config is the same object
+    (a task's Param makes a new one at each change), its files are unchanged and its model is still in the
+    process's cache; resolving the config again costs a run about as much as the plugin's other work."""
+
+    def __init__(self):
+        self._held = None  # (config, its files' identities, classifier)
+
+    def get(self, config: InferConfig) -> Classifier:
+        files = tuple(file_identity(getattr(config, name)) for name in FILE_FIELDS)
+        if self._held is not None:
+            held_config, held_files, classifier = self._held
+            if held_config is config and held_files == files and MODEL_CACHE.holds(classifier.key):
+                return classifier
+        classifier = load_classifier(config)
+        self._held = (config, files, classifier)
+        return classifier
+
+
+FILE_FIELDS = tuple(item.name for item in dataclasses.fields(InferConfig) if item.metadata["option"].kind in (FILE, FOLDER))
 
 
 def _load(request: ModelRequest) -> LoadedModel:

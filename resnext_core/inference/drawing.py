@@ -45,17 +45,55 @@ def draw_labels(image, lines, boxes=None) -> np.ndarray:
 def _write(canvas: np.ndarray, lines, left: int, top: int, font_px: int) -> None:
     if not lines:
         return
-    font = _font(font_px)
-    margin = max(1, font.size // 4)
-    extents = [font.getbbox(line) for line in lines]
-    line_height = max(b[3] for b in extents) + margin
-    box_width = min(max(b[2] for b in extents) + 2 * margin, canvas.shape[1] - left)
+    margin = max(1, font_px // 4)
+    laid_out = [_layout(line, font_px) for line in lines]
+    line_height = max(height for _, _, height in laid_out) + margin
+    box_width = min(max(width for _, width, _ in laid_out) + 2 * margin, canvas.shape[1] - left)
     box_height = min(line_height * len(lines) + margin, canvas.shape[0] - top)
     # Only the box region is blended and drawn on: a 10000 px image is never converted or copied whole again.
     region = canvas[top : top + box_height, left : left + box_width].astype(np.float32)
     region = region * (1.0 - BOX_OPACITY) + BOX_OPACITY * np.asarray(BOX_COLOR, dtype=np.float32)
-    box = Image.fromarray(region.round().astype(np.uint8))
-    draw = ImageDraw.Draw(box)
-    for row, line in enumerate(lines):
-        draw.text((margin, margin + row * line_height), line, font=font, fill=TEXT_COLOR)
-    canvas[top : top + box_height, left : left + box_width] = np.asarray(box)
+    text = np.zeros(region.shape[:2], dtype=np.float32)  # the glyphs' coverage, 0 to 1
+    for row, (pieces, _, _) in enumerate(laid_out):
+        for x, y, mask in pieces:
+            _paste(text, mask, margin + x, margin + row * line_height + y)
+    region += text[..., None] * (np.asarray(TEXT_COLOR, dtype=np.float32) - region)
+    canvas[top : top + box_height, left : left + box_width] = region.round().astype(np.uint8)
+
+
+def _layout(line: str, font_px: int) -> tuple:
+    """([(x, y, glyph coverage), ...], width, height) of one line at font_px, from the rendered pieces it is
+    made of: a label's name and its confidence, each rendered once (Pillow's text layout is most of a
+    label's cost, and a video's names and confidences repeat)."""
+    pieces, x, width, height = [], 0.0, 0, 0
+    for piece in _pieces(line):
+        mask, left, top, advance = _rendered(piece, font_px)
+        pieces.append((round(x) + left, top, mask))
+        width, height = max(width, round(x) + left + mask.shape[1]), max(height, top + mask.shape[0])
+        x += advance
+    return pieces, width, height
+
+
+def _pieces(line: str) -> list:
+    """A label, "name: 0.93", as its name and its confidence: the two parts that repeat."""
+    head, separator, tail = line.rpartition(": ")
+    return [head + separator, tail] if separator else [line]
+
+
+@functools.lru_cache(maxsize=4096)
+def _rendered(text: str, font_px: int) -> tuple:
+    """(coverage 0 to 1, left, top, advance) of `text` drawn by Pillow at the origin: where its ink starts
+    (Pillow's bounding box) and how far the next text starts."""
+    font = _font(font_px)
+    x0, y0, x1, y1 = font.getbbox(text)
+    picture = Image.new("L", (max(1, x1 - x0), max(1, y1 - y0)))
+    ImageDraw.Draw(picture).text((-x0, -y0), text, font=font, fill=255)
+    return np.asarray(picture, dtype=np.float32) / 255.0, x0, y0, font.getlength(text)
+
+
+def _paste(coverage: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
+    """Adds `mask` into `coverage` at (x, y), cut to it."""
+    height, width = min(mask.shape[0], coverage.shape[0] - y), min(mask.shape[1], coverage.shape[1] - x)
+    if height > 0 and width > 0:
+        target = coverage[y : y + height, x : x + width]
+        np.maximum(target, mask[:height, :width], out=target)

@@ -29,6 +29,9 @@ class ModelCache:
             self._entries[key] = loaded
             return loaded
 
+    def holds(self, key) -> bool:
+        return key in self._entries
+
     def __len__(self) -> int:
         return len(self._entries)
 

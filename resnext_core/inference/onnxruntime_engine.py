@@ -2,6 +2,8 @@
 and input size into engine_cache)."""
 from __future__ import annotations
 
+import importlib.metadata
+
 import numpy as np
 import torch
 
@@ -23,11 +25,11 @@ class OnnxRunner:
 
 
 def onnx_facts(weights_identity: str, input_size: int) -> dict:
-    """What decides the exported graph: the weights, the input size and the exporter's versions."""
-    import onnxscript
-
+    """What decides the exported graph: the weights, the input size and the exporter's versions (onnxscript's read
+    from its installed metadata: importing it, which only an export needs, would cost a cached model's load most
+    of its time)."""
     return {"weights": weights_identity, "input_size": input_size, "torch": torch.__version__,
-            "onnxscript": onnxscript.__version__}
+            "onnxscript": importlib.metadata.version("onnxscript")}
 
 
 def _onnx_entry(weights_identity: str, input_size: int, build_model, open_, cache: EngineCache):
