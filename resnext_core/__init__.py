@@ -1,11 +1,14 @@
 """Shared ResNeXt model building for the Ikomia plugins: no ikomia, no Qt.
 
-  common/     what both sides use: parameters, models, preprocessing, checkpoints, metrics, plots
-  inference/  InferConfig -> load_classifier() -> Classifier, engines, explanations, drawing
-  training/   TrainConfig -> Trainer (one process) or launch.train (several), its data, checkpoints, reports
-  train.py, predict.py, evaluate.py: the command lines (python -m resnext_core.train ...)
+  common/     what every layer uses: parameters, models and their anatomy, preprocessing, checkpoints, the scorer
+  data/       image files decoded at the size needed, datasets (class folders, label files), the bulk sources
+  reports/    pictures and the evaluation folder
+  inference/  InferConfig -> load_classifier() -> Classifier, engines, explanations, drawing, bulk, evaluation
+  training/   TrainConfig -> Trainer, its data, checkpoints, reports; launch (several processes) and relay
+  train.py, predict.py, evaluate.py: the command lines (python -m resnext_core.train ...); train.train() is the
+  one way into training
 """
-__version__ = "3.0.0"  # first: the plugins' metadata reads it
+__version__ = "3.1.0"  # first: the plugins' metadata reads it
 
 from .common.errors import (
     CheckpointError,

@@ -4,7 +4,7 @@ training plugin's parameters, on one process or many.
     python -m resnext_core.train --dataset_folder data --output_folder runs --epochs 5
     python -m resnext_core.train --config params.json --processes 2        # 2 processes on this machine
     python -m resnext_core.train --config params.json --processes 8 \\
-        --nnodes 2 --node-rank 0 --master-addr node1 --master-port 29500   # on node1; node-rank 1 on the other
+        --nnodes 2 --node_rank 0 --master_addr node1 --master_port 29500   # on node1; node_rank 1 on the other
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         -m resnext_core.train --config params.json                         # each process is one rank
 
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         nodes = Nodes(args.nnodes, args.node_rank, args.master_addr, args.master_port if args.nnodes > 1 else 0,
                       args.rendezvous_timeout)
         if not (nodes.count >= 1 and 0 <= nodes.rank < nodes.count):
-            raise ResNeXtError(f"--node-rank must be between 0 and --nnodes - 1 ({nodes.count - 1}), got {nodes.rank}")
+            raise ResNeXtError(f"--node_rank must be between 0 and --nnodes - 1 ({nodes.count - 1}), got {nodes.rank}")
         result = train(config, printed_callbacks(stop), progress_bar=sys.stderr.isatty(), echo_output=True, nodes=nodes)
         if result is None:
             print_line(f"node {nodes.rank}: its processes are done; node 0 holds the run folder")

@@ -169,3 +169,29 @@ def test_a_threshold_overrides_the_tuned_ones_in_the_plugin_and_the_bulk_rows(gr
     same = [set(row["classes"]) == {name for name, _ in classifier.labels(
         classifier.predict([np.asarray(Image.open(row["path"]).convert("RGB"))])[0], 10)} for row in rows[:40]]
     assert np.mean(same) >= 0.95, "the plugin's labels (batching moves confidences by rounding only)"
+
+
+def test_mixing_mixes_label_vectors_and_rare_classes_weigh_more():
+    from resnext_core.training.multi_label import LabelVectorMix, SmoothedBinaryCrossEntropy, positive_weights
+
+    torch.manual_seed(0)
+    images, targets = torch.rand(4, 3, 16, 16), torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
+    for mix in (LabelVectorMix(0.4, 0), LabelVectorMix(0, 1.0)):
+        mixed_images, mixed = mix(images, targets)
+        assert mixed_images.shape == images.shape and mixed.shape == targets.shape
+        # Image 0 is mixed with image 3 (its neighbour): its label vector [1, 0, 0] with [1, 1, 0], by one share.
+        share = 1 - mixed[0, 1].item()
+        assert torch.allclose(mixed, targets * share + targets.roll(1, 0) * (1 - share), atol=1e-6)
+    assert positive_weights([10, 1, 0], 101).tolist() == [9.1, 100.0, 1.0], "negatives over positives, capped"
+    loss = SmoothedBinaryCrossEntropy(0.1)(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
+    assert loss.item() == pytest.approx(np.log(2)), "at logit 0 every smoothed target costs log 2"
+
+
+@pytest.mark.slow
+def test_explanations_of_a_multi_label_model_show_its_top_class(grid_model, grids):
+    image, labels = heldout(grids)[1]
+    big = np.asarray(Image.fromarray(image).resize((160, 160), Image.NEAREST))
+    _, task = new_task(INFER, {"model_weight_file": os.path.join(grid_model, "best.pth"), "explain": "gradcam"})
+    task.get_input(0).set_image(big)
+    task.run()
+    assert task.get_output(4).get_image().shape[:2] == (160, 160)

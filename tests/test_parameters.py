@@ -121,3 +121,24 @@ def test_any_parameter_string_gives_a_value_or_a_config_error(text):
             parse()
         except ConfigError as error:
             assert str(error)
+
+
+@pytest.mark.parametrize("module", ["resnext_core.predict", "resnext_core.evaluate", "resnext_core.train"])
+def test_every_command_flag_takes_both_spellings_and_the_help_shows_one(module):
+    import importlib
+
+    parser = importlib.import_module(module).parser()
+    help_text = parser.format_help()
+    flags = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    names = {flag[2:].replace("-", "_") for flag in flags} - {"help"}
+    assert len(names) > 10
+    for name in names:
+        assert {f"--{name}", f"--{name.replace('_', '-')}"} <= set(flags), name
+        if "_" in name and name != "launch_file":
+            assert f"--{name}" in help_text and f"--{name.replace('_', '-')} " not in help_text, name
+    spelt = {"batch-size": "4", "batch_size": "4"} if module != "resnext_core.train" else {"node-rank": "0", "node_rank": "0"}
+    positional = {"resnext_core.predict": ["photos", "--output", "p.csv"], "resnext_core.evaluate": ["test", "--output", "e"],
+                  "resnext_core.train": []}[module]
+    for flag, value in spelt.items():
+        parsed = parser.parse_args(positional + [f"--{flag}", value, "--top-k" if module != "resnext_core.train" else "--epochs", "3"])
+        assert vars(parsed)[flag.replace("-", "_")] == int(value)

@@ -49,7 +49,7 @@ def free_port() -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Nodes:
-    """The machines of one run (the command line's --nnodes, --node-rank, --master-addr, --master-port).
+    """The machines of one run (the command line's --nnodes, --node_rank, --master_addr, --master_port).
 
     Node 0 hosts the rendezvous on master_port; global ranks are node rank × processes + local rank, so
     rank 0, which relays and writes the run folder, runs on node 0.
@@ -75,7 +75,7 @@ def rendezvous_port(nodes: Nodes) -> int:
                 probe.bind(("", nodes.master_port))
             except OSError as exc:
                 raise WorkerError(f"master port {nodes.master_port} is not free on this machine ({exc.strerror}): "
-                                  "another run or service holds it; choose another --master-port") from None
+                                  "another run or service holds it; choose another --master_port") from None
         return nodes.master_port
     deadline = time.monotonic() + nodes.timeout
     while True:
