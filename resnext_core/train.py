@@ -46,28 +46,28 @@ def train(config: TrainConfig, callbacks: Callbacks = Callbacks(), progress_bar:
     """A whole training run of `config`, on this process or on `config.processes` processes on each of `nodes`,
     then its test_folder scored. Returns the TrainResult, or None on the nodes other than 0 (which hold no run
     folder). progress_bar: a tqdm bar per epoch; echo_output: the workers' output on this one's too."""
-    if config.test_folder:
-        labelled_set(config.test_folder)  # a bad test set fails now, not after the training
+    test = labelled_set(config.test_folder) if config.test_folder else None  # a bad one fails before the training
     result = run_training(config, callbacks, progress_bar, echo_output, nodes)
     if result is not None:
-        score_test_folder(config, result, callbacks.log)
+        score_test_folder(config, result, callbacks.log, test)
     return result
 
 
-def score_test_folder(config: TrainConfig, result: TrainResult, log=print) -> None:
+def score_test_folder(config: TrainConfig, result: TrainResult, log=print, test=None) -> None:
     """The run's best checkpoint (last.pth where it keeps none) scored on test_folder exactly as the evaluate
     command scores it, with the inference plugin's defaults, into the run folder's test/; result.test gets the
-    scalar metrics. Nothing for a stopped run."""
+    scalar metrics. Nothing for a stopped run. test: test_folder already read (a LabelledSet), else read here."""
     if not config.test_folder or result.stopped:
         return
+    test = test or labelled_set(config.test_folder)
     trained = set(open(os.path.join(result.run_folder, CLASSES_TXT), encoding="utf-8").read().splitlines())
-    if not trained & set(labelled_set(config.test_folder).class_names):
+    if not trained & set(test.class_names):
         log(f"warning: test_folder {config.test_folder} holds none of the trained classes: nothing scored")
         return
     best = os.path.join(result.run_folder, "best.pth")
     weight_file = best if os.path.isfile(best) else os.path.join(result.run_folder, "last.pth")
     folder = os.path.join(result.run_folder, TEST_FOLDER)
-    report = evaluate_folder(InferConfig(model_weight_file=weight_file, device=config.device), config.test_folder, folder)
+    report = evaluate_folder(InferConfig(model_weight_file=weight_file, device=config.device), test, folder)
     headline = f"mAP {report['mAP']:.3f}" if "mAP" in report else f"top-1 {100 * report['top1']:.1f}%"
     log(f"test {report['folder']}: {report['images']} images, {headline}, macro F1 {report['f1']:.3f}; report in {folder}")
     result.test = {key: value for key, value in report.items() if isinstance(value, (int, float))}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..common.errors import ImageError
+from ..common.errors import UnreadableImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm")
 JPEG_SCALES = (8, 4, 2)  # libjpeg's reductions, largest first
@@ -69,7 +69,8 @@ FULL = PixelsNeeded()
 
 def read_image(path: str, needed: PixelsNeeded = FULL) -> np.ndarray:
     """Any image file as a numpy array (gray, RGBA, 16-bit...), upright, at least the pixels `needed` asks for
-    (a JPEG maybe smaller than its full size). An ImageError names the file and what is wrong with it."""
+    (a JPEG maybe smaller than its full size). An UnreadableImageError (an ImageError) names the file and what is
+    wrong with it."""
     try:
         with Image.open(path) as image:
             scale = needed.reduction(*image.size) if image.format == "JPEG" else 1
@@ -80,7 +81,7 @@ def read_image(path: str, needed: PixelsNeeded = FULL) -> np.ndarray:
                 image = ImageOps.exif_transpose(image)
             return np.array(_numpy_mode(image))  # writable copy: torch.from_numpy warns on read-only arrays
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"Cannot read image {path}: {_reason(path, exc)}") from None
+        raise UnreadableImageError(path, _reason(path, exc)) from None
 
 
 def _numpy_mode(image: Image.Image) -> Image.Image:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..common.errors import DatasetError, ImageError
+from ..common.errors import DatasetError, UnreadableImageError
 from .decode import FULL, PixelsNeeded, read_image
 from .items import ItemList
 
@@ -82,21 +82,15 @@ class ItemImages(torch.utils.data.Dataset):
             path = self.items.path(current)
             try:
                 image = read_image(path, self.needed)
-            except ImageError as exc:
+            except UnreadableImageError as exc:
                 self.known_unreadable.add(current)
-                met.append(Unreadable(path, _reason(str(exc), path), self.items.line_note(current)))
+                met.append(Unreadable(path, exc.reason, self.items.line_note(current)))
                 continue
             return self.transform(image), self._label(current), True, met
         if not self.replace_unreadable:
             return torch.zeros(3, self.blank_size, self.blank_size), self._label(index), False, met
         raise DatasetError(f"{MAX_REPLACEMENTS} unreadable images in a row from {self.items.describe(index)} on: "
                            f"{met[0].reason if met else 'already found unreadable'}")
-
-
-def _reason(message: str, path: str) -> str:
-    """An ImageError's message less its 'Cannot read image <path>: ' (the path is said beside it)."""
-    prefix = f"Cannot read image {path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def collate(samples: list) -> LoadedBatch:

@@ -16,12 +16,13 @@ from .classifier import load_classifier
 from .config import InferConfig
 
 
-def evaluate_folder(config: InferConfig, folder: str, output: str, batch_size: int = BATCH_SIZE,
+def evaluate_folder(config: InferConfig, folder, output: str, batch_size: int = BATCH_SIZE,
                     workers: int | None = None) -> dict:
     """The scorer's report, plus the unknown classes and unreadable files, of the classifier `config` names on
     `folder` (<class>/ or val/<class>/ folders, or a label file), at the classifier's temperature (and a multi-label
-    model's thresholds); score() reports over the classes the set holds. Written into the folder `output`."""
-    test = labelled_set(folder)
+    model's thresholds); score() reports over the classes the set holds. Written into the folder `output`.
+    `folder` may be that set already read (data.splits.LabelledSet)."""
+    test = labelled_set(folder) if isinstance(folder, str) else folder
     classifier = load_classifier(config)
     if test.items.multi_label and not classifier.multi_label:
         raise DatasetError(f"{test.source} gives images several labels (or none): its model must be multi-label, and "

@@ -7,7 +7,7 @@ import numpy as np
 from ..common.files import atomic_path
 from ..common.preprocess import to_display_rgb
 from ..common.scoring import ECE_BINS, expected_calibration_error_of_bins
-from ..data.decode import read_image
+from ..data.decode import PixelsNeeded, read_image
 
 FIGURE_DPI = 100
 GALLERY_CELL_INCHES = (2.6, 3.0)  # width, height of one image and its title
@@ -112,7 +112,8 @@ def worst_predictions_figure(worst: list, items: list, class_names, title: str):
         axes.axis("off")
     for axes, sample in zip(grid.flat, worst):
         image_path, _ = items[sample["index"]]
-        axes.imshow(_thumbnail(to_display_rgb(read_image(image_path)), round(cell_width * FIGURE_DPI)))
+        side = round(cell_width * FIGURE_DPI)  # a 12 MP photo is decoded at the scale of its thumbnail
+        axes.imshow(_thumbnail(to_display_rgb(read_image(image_path, PixelsNeeded.for_resize(side))), side))
         truth, guess = _names(sample["label"], class_names), _names(sample["predicted"], class_names)
         confidence = f" ({sample['confidence']:.0%})" if "confidence" in sample else ""
         axes.set_title(f"true {truth}\npredicted {guess}{confidence}", fontsize=10,
